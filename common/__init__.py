@@ -1,0 +1,1 @@
+"""Code the API and the worker share: settings, the job contract, storage, text normalization."""

@@ -1,0 +1,88 @@
+"""Settings shared by the API and the worker, read from ``MOKSORI_*`` environment variables.
+
+Every field has an embedded default so the service starts on a laptop; the README's configuration
+table lists the same names. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MOKSORI_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_CORS_ORIGINS = (r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; one attribute per ``MOKSORI_<NAME>`` variable."""
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    """Celery broker (RabbitMQ). Only ids and text travel through it."""
+    result_backend: str = "redis://127.0.0.1:6379/0"
+    """Celery result backend; must be readable by every API process (Redis or SQL, not rpc://)."""
+    storage_url: str = f"file://{REPO_ROOT / 'var' / 'media'}"
+    """Where WAVs go: ``file:///dir`` (served by the API under /media) or ``gs://bucket/prefix``."""
+    voice_dir: Path = REPO_ROOT / "voice_model"
+    """The voice repository: legacy ``glow-tts/``, ``hifigan-v2/`` and ``voices/*/voice.json``."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cuda`` or ``cpu``."""
+    queue: str = "moksori"
+    """Name of the durable RabbitMQ queue the jobs go to."""
+    max_text_length: int = 1000
+    """Longest accepted text, in characters."""
+    max_content_length: int = 64 * 1024
+    """Largest accepted request body, in bytes."""
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    """Comma-separated allowed browser origins (exact origins or regular expressions)."""
+    public_url: str = ""
+    """Base URL clients reach the API at, for /media links; empty means the request's own host."""
+    task_soft_time_limit: int = 120
+    """Seconds before a synthesis is asked to stop (SoftTimeLimitExceeded)."""
+    task_time_limit: int = 150
+    """Seconds before a synthesis's process is killed."""
+    result_expires: int = 86400
+    """Seconds a job's status stays readable."""
+    publish_timeout: float = 3.0
+    """Seconds the API tries to reach the broker before answering 503."""
+    sentence_pause: float = 0.25
+    """Seconds of silence between sentences of a long text."""
+    host: str = "127.0.0.1"
+    """Address ``make run`` binds the API to."""
+    port: int = 8000
+    """Port ``make run`` binds the API to."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``MOKSORI_*`` variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, f.default)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    """Convert one environment string to the type of its default, naming the variable on error."""
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw).expanduser().resolve()
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {exc}") from None
+    return raw

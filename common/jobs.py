@@ -1,0 +1,94 @@
+"""The contract between the API and the worker: the Celery app's settings, the task's name,
+its arguments and result, and how Celery states read as job statuses.
+
+Both sides build their Celery app with :func:`make_celery`, so broker and backend settings
+cannot drift apart; the API sends the task by name and never imports the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from celery import Celery
+
+from common.config import Settings
+
+TASK_NAME = "moksori.synthesize"
+QUEUED = "QUEUED"
+"""A custom Celery state the API stores *before* publishing, so an unknown job id (PENDING,
+Celery's answer for anything it has never heard of) can be told apart from a queued one."""
+
+_STATUS = {
+    QUEUED: "queued",
+    "RECEIVED": "queued",
+    "STARTED": "running",
+    "RETRY": "running",
+    "SUCCESS": "done",
+    "FAILURE": "failed",
+    "REVOKED": "failed",
+}
+
+
+class SynthesisResult(TypedDict):
+    """What a successful ``moksori.synthesize`` returns (JSON; never audio)."""
+
+    key: str
+    url: str
+    duration_s: float
+    sample_rate: int
+    member_id: int
+    voice_version: str
+
+
+def job_status(state: str) -> str | None:
+    """The public status for a Celery state, or None when the job is unknown (PENDING)."""
+    return _STATUS.get(state)
+
+
+def make_celery(settings: Settings, main: str = "moksori") -> Celery:
+    """A Celery app configured for long, GPU-bound synthesis jobs on a durable RabbitMQ queue."""
+    app = Celery(main, broker=settings.broker_url, backend=settings.result_backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=settings.queue,
+        task_create_missing_queues=True,
+        # An accepted job survives a crashed worker: ack after the work, requeue on worker loss,
+        # take one job at a time so a slow synthesis does not hold others hostage.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        result_expires=settings.result_expires,
+        result_extended=False,
+        # Publishing: persistent messages (Celery's default) confirmed by the broker, and a short
+        # retry budget so an unreachable broker becomes a quick 503 rather than a hung request.
+        broker_transport_options=_transport_options(settings),
+        broker_connection_timeout=settings.publish_timeout,
+        broker_connection_retry_on_startup=True,
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        redis_socket_connect_timeout=settings.publish_timeout,
+        redis_socket_timeout=max(settings.publish_timeout, 5.0),
+        redis_retry_on_timeout=True,
+        # Monitoring: `celery inspect`, `celery events` and Flower need events.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_heartbeat=30,
+    )
+    return app
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_url.startswith(("amqp", "pyamqp")):
+        return {"confirm_publish": True}
+    return {}

