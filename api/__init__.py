@@ -1,0 +1,73 @@
+"""The HTTP API: accepts texts, queues synthesis jobs, reports their status and serves local audio.
+
+``create_app()`` builds the app; importing this package does nothing else. The API never imports
+torch: it talks to the workers through the broker only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+
+from api import errors, health, jobs, media, members
+from api.service import JobService
+from common.config import Settings
+from common.storage import LocalStorage
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the API from ``MOKSORI_*`` settings, overridden by ``test_config`` fields."""
+    overrides = dict(test_config or {})
+    service_override = overrides.pop("service", None)
+    settings = Settings.from_env(**overrides)
+    if any(origin.strip() == "*" for origin in settings.cors_origins):
+        raise ValueError("MOKSORI_CORS_ORIGINS must list origins; '*' is not allowed")
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        JSON_SORT_KEYS=False,
+        MOKSORI=settings,
+    )
+    app.json.ensure_ascii = False  # Korean stays readable in responses
+    app.json.sort_keys = False
+
+    service = service_override or JobService.from_settings(settings)
+    app.extensions["moksori"] = service
+
+    CORS(
+        app,
+        resources={r"/api/*": {}, r"/media/*": {}},
+        origins=list(settings.cors_origins),
+        expose_headers=["Location", "Content-Range", "Accept-Ranges", "ETag"],
+        max_age=600,
+    )
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(members.bp)
+    app.register_blueprint(jobs.bp)
+    if isinstance(service.storage, LocalStorage):
+        app.register_blueprint(media.bp)
+    _LOGGER.info(
+        "API ready: %d voice(s), broker %s, storage %s",
+        len(service.voices),
+        _redact(settings.broker_url),
+        settings.storage_url,
+    )
+    return app
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -1,0 +1,27 @@
+"""``GET /media/<key>``: audio from local storage, with Range, ETag and caching headers.
+
+Only registered when ``MOKSORI_STORAGE_URL`` is a ``file://`` directory. Keys never leave the
+storage root: :meth:`LocalStorage.path_for` refuses traversal, absolute paths and symlinks.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, send_file
+
+from api.errors import ApiError
+
+bp = Blueprint("media", __name__, url_prefix="/media")
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+@bp.get("/<path:key>")
+def serve(key: str) -> Response:
+    """Serve one stored object; objects are content-addressed, so they are cacheable for good."""
+    path = current_app.extensions["moksori"].storage.path_for(key)
+    if path is None or not path.is_file():
+        raise ApiError(404, "not_found", "There is no such audio file.")
+    response = send_file(path, mimetype="audio/wav", conditional=True, etag=True, max_age=ONE_YEAR)
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    return response
