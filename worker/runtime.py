@@ -1,0 +1,58 @@
+"""The per-process state of a worker: its voices, storage and normalizer.
+
+Built once per worker process at start-up (Celery's ``worker_process_init``, which both the
+prefork and the solo pool send), never at import time and never per task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from common.config import Settings
+from common.normalize import Normalizer
+from common.storage import open_storage
+from voice_model.repository import scan
+from worker.synthesis import Pipeline
+from worker.voices import load_bank, resolve_device
+
+_LOGGER = logging.getLogger(__name__)
+
+_PIPELINE: Pipeline | None = None
+
+
+def start(settings: Settings) -> Pipeline:
+    """Load every voice and open storage for this process."""
+    global _PIPELINE
+    started = time.perf_counter()
+    # Coqui logs every input sentence at INFO; users' text stays out of our logs.
+    logging.getLogger("TTS").setLevel(logging.WARNING)
+    device = resolve_device(settings.device)
+    repository = scan(settings.voice_dir)
+    normalizer = Normalizer()
+    normalizer.warm_up()
+    bank = load_bank(repository, device)
+    for where, problem in bank.errors.items():
+        _LOGGER.error("voice %s is NOT served by this worker: %s", where, problem)
+    if not bank.voices:
+        _LOGGER.error("no voice could be loaded from %s; every job will fail", settings.voice_dir)
+    _PIPELINE = Pipeline(
+        bank=bank,
+        storage=open_storage(settings.storage_url),
+        normalizer=normalizer,
+        sentence_pause=settings.sentence_pause,
+    )
+    _LOGGER.info(
+        "worker ready on %s: members %s loaded in %.2f s",
+        device,
+        sorted(bank.voices) or "none",
+        time.perf_counter() - started,
+    )
+    return _PIPELINE
+
+
+def current() -> Pipeline:
+    """This process's pipeline; raises if the worker start-up hook has not run."""
+    if _PIPELINE is None:
+        raise RuntimeError("the worker runtime is not started (worker_process_init did not run)")
+    return _PIPELINE

@@ -1,0 +1,99 @@
+"""Loading voices into memory: one Coqui ``Synthesizer`` per member, built once per process.
+
+A voice is a value (:class:`LoadedVoice`): its spec from the repository plus the synthesizer. A
+voice that fails to load is reported and left out; the others still serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from voice_model.repository import Repository, VoiceSpec
+
+_LOGGER = logging.getLogger(__name__)
+
+WARM_UP_TEXT_CHARS = 8
+
+
+@dataclass
+class LoadedVoice:
+    """A voice ready to synthesize."""
+
+    spec: VoiceSpec
+    synthesizer: Any  # TTS.utils.synthesizer.Synthesizer (typed loosely: torch is heavy to import)
+    load_seconds: float
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.synthesizer.output_sample_rate)
+
+
+@dataclass
+class VoiceBank:
+    """The voices this worker process holds, and why any others are missing."""
+
+    voices: dict[int, LoadedVoice] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: ``cuda`` if a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    device = device.strip().lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("MOKSORI_DEVICE=cuda but no CUDA device is visible")
+    if device not in {"cpu", "cuda"}:
+        raise ValueError(f"MOKSORI_DEVICE must be auto, cuda or cpu, not {device!r}")
+    return device
+
+
+def load_voice(spec: VoiceSpec, device: str) -> LoadedVoice:
+    """Build one voice's synthesizer: Glow-TTS + HiFi-GAN, or Griffin-Lim with no vocoder."""
+    from TTS.utils.synthesizer import Synthesizer
+
+    started = time.perf_counter()
+    synthesizer = Synthesizer(
+        tts_checkpoint=str(spec.tts_checkpoint),
+        tts_config_path=str(spec.tts_config),
+        vocoder_checkpoint=str(spec.vocoder_checkpoint) if spec.vocoder_checkpoint else None,
+        vocoder_config=str(spec.vocoder_config) if spec.vocoder_config else None,
+        use_cuda=device == "cuda",
+    )
+    voice = LoadedVoice(spec=spec, synthesizer=synthesizer, load_seconds=0.0)
+    # One short synthesis now, so the first client does not pay for lazy initialisation
+    # (Griffin-Lim's first call alone takes over a second on CPU).
+    letters = [ch for ch in spec.characters if ch.isalpha()][:WARM_UP_TEXT_CHARS]
+    synthesizer.tts("".join(letters), split_sentences=False)
+    voice.load_seconds = time.perf_counter() - started
+    return voice
+
+
+def load_bank(repository: Repository, device: str) -> VoiceBank:
+    """Load every voice in the repository; failures are logged and recorded, never fatal."""
+    bank = VoiceBank(errors=dict(repository.errors))
+    for member_id, spec in repository.voices.items():
+        try:
+            voice = load_voice(spec, device)
+        except Exception as exc:  # a broken checkpoint must not take the other voices down
+            _LOGGER.exception(
+                "voice for member %s (%s) failed to load", member_id, spec.tts_checkpoint
+            )
+            bank.errors[f"member {member_id}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        bank.voices[member_id] = voice
+        _LOGGER.info(
+            "loaded member %s (%s, version %s, %s, %d Hz) in %.2f s",
+            member_id,
+            spec.name,
+            spec.version,
+            spec.vocoder,
+            voice.sample_rate,
+            voice.load_seconds,
+        )
+    return bank
