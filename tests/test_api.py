@@ -1,0 +1,321 @@
+"""The HTTP API through Flask's test client: validation, errors, CORS, media, status lookups."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from kombu import Connection
+
+from api import create_app
+from common.storage import audio_key
+from tests.conftest import BACKEND_URL, BROKER_URL, REPO, base_env, free_port
+
+
+@pytest.fixture
+def media_root(tmp_path: Path) -> Path:
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def app(voice_dir: Path, media_root: Path, queue_name: str) -> Iterator[Flask]:
+    app = create_app(
+        {
+            "voice_dir": voice_dir,
+            "broker_url": BROKER_URL,
+            "result_backend": BACKEND_URL,
+            "storage_url": f"file://{media_root}",
+            "queue": queue_name,
+            "max_content_length": 4096,
+            "max_text_length": 300,
+        }
+    )
+    yield app
+    app.extensions["moksori"].celery.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def broker_queue(services: None, queue_name: str) -> Iterator[str]:
+    """The test's queue on the real RabbitMQ, deleted afterwards with anything left in it."""
+    yield queue_name
+    with Connection(BROKER_URL) as conn:
+        channel = conn.channel()
+        channel.queue_delete(queue_name)
+
+
+def post(client: FlaskClient, body: object, query: str = "", **kwargs: object):
+    return client.post(f"/api/texts{query}", json=body, **kwargs)
+
+
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+
+
+def test_healthz(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_members(client: FlaskClient) -> None:
+    """It lists each served voice's id, name, sample rate and version."""
+    members = client.get("/api/members").get_json()["members"]
+    assert [m["id"] for m in members] == [1, 2, 3, 4]
+    assert members[1] == {
+        "id": 2,
+        "name": "Minji",
+        "sample_rate": 16000,
+        "version": "2026.11.1",
+        "vocoder": "griffin-lim",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        (
+            {"data": "member_id=1", "content_type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+        ),
+        ({"data": "{not json", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": "[1, 2]", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"json": {"text": "안녕"}}, 422, "missing_member_id"),
+        ({"json": {"member_id": 1}}, 422, "missing_text"),
+        ({"json": {"member_id": 1, "text": ""}}, 422, "empty_text"),
+        ({"json": {"member_id": 1, "text": " \n\t"}}, 422, "empty_text"),
+        ({"json": {"member_id": 1, "text": 42}}, 422, "invalid_text"),
+        ({"json": {"member_id": 1, "text": "🙂🙂 !!!"}}, 422, "unspeakable_text"),
+        ({"json": {"member_id": 77, "text": "안녕"}}, 404, "unknown_member"),
+        ({"json": {"member_id": "../../etc/passwd", "text": "안녕"}}, 422, "invalid_member_id"),
+        ({"json": {"member_id": True, "text": "안녕"}}, 422, "invalid_member_id"),
+        ({"json": {"member_id": 1.5, "text": "안녕"}}, 422, "invalid_member_id"),
+        ({"json": {"member_id": -1, "text": "안녕"}}, 422, "invalid_member_id"),
+        (
+            {"json": {"member_id": 1, "text": "안녕", "uuid": "../../etc/passwd"}},
+            422,
+            "invalid_uuid",
+        ),
+        ({"json": {"member_id": 1, "text": "안녕", "uuid": 5}}, 422, "invalid_uuid"),
+        (
+            {"json": {"member_id": 1, "text": "안녕", "created_at": "../../etc/passwd"}},
+            422,
+            "invalid_created_at",
+        ),
+        (
+            {"json": {"member_id": 1, "text": "안녕", "created_at": 20220822}},
+            422,
+            "invalid_created_at",
+        ),
+        ({"json": {"member_id": 1, "text": "가" * 301}}, 413, "text_too_long"),
+        (
+            {
+                "data": json.dumps({"member_id": 1, "text": "가" * 5000}),
+                "content_type": "application/json",
+            },
+            413,
+            "request_entity_too_large",
+        ),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(
+    client: FlaskClient, kwargs: dict, status: int, code: str
+) -> None:
+    """Every malformed request gets a JSON error naming what was wrong."""
+    assert_error(client.post("/api/texts", **kwargs), status, code)
+    assert client.get("/healthz").status_code == 200  # and the service keeps serving
+
+
+@pytest.mark.parametrize("wait", ["0", "61", "abc", "-1", "1.5"])
+def test_bad_wait_is_refused(client: FlaskClient, wait: str) -> None:
+    assert_error(
+        post(client, {"member_id": 1, "text": "안녕"}, f"?wait={wait}"), 400, "invalid_wait"
+    )
+
+
+def test_unknown_routes_and_methods_are_json(client: FlaskClient) -> None:
+    assert_error(client.get("/nope"), 404, "not_found")
+    assert_error(client.get("/api/texts"), 405, "method_not_allowed")
+
+
+@pytest.mark.usefixtures("services")
+@pytest.mark.parametrize(
+    ("job_id", "code"),
+    [
+        ("not-a-uuid", "unknown_job"),
+        (str(uuid.uuid4()), "unknown_job"),
+        ("..%2f..%2fetc%2fpasswd", "not_found"),
+    ],
+)
+def test_unknown_job_is_404(client: FlaskClient, job_id: str, code: str) -> None:
+    """An id nobody issued is a 404, not 'queued' forever."""
+    assert_error(client.get(f"/api/jobs/{job_id}"), 404, code)
+
+
+def test_accepted_job_is_queued(client: FlaskClient, broker_queue: str) -> None:
+    """A valid text is published to RabbitMQ and answered 202 with a status URL."""
+    body = {
+        "member_id": 1,
+        "text": "안녕하세요!",
+        "uuid": "022db29c-d0e2-11e5-bb4c-60f81dca7676",
+        "created_at": "2022-08-22",
+    }
+    response = post(client, body)
+    assert response.status_code == 202
+    data = response.get_json()
+    assert data["status"] == "queued"
+    assert data["uuid"] == body["uuid"]
+    assert data["member_id"] == 1
+    assert data["created_at"] == "2022-08-22"
+    assert response.headers["Location"] == data["status_url"] == f"/api/jobs/{data['job_id']}"
+    status = client.get(data["status_url"]).get_json()
+    assert status == {"job_id": data["job_id"], "status": "queued"}
+    with Connection(BROKER_URL) as conn:
+        _, count, _ = conn.channel().queue_declare(broker_queue, passive=True)
+    assert count == 1
+
+
+def test_defaults_for_uuid_and_created_at(client: FlaskClient, broker_queue: str) -> None:
+    """uuid and created_at are generated when absent; member_id may be a digit string."""
+    data = post(client, {"member_id": "2", "text": "안녕"}).get_json()
+    assert uuid.UUID(data["uuid"])
+    assert data["created_at"].endswith("+00:00")
+    assert data["member_id"] == 2
+
+
+def test_wait_times_out_to_202(client: FlaskClient, broker_queue: str) -> None:
+    """With nobody consuming, ?wait=1 gives up after about a second and answers 202."""
+    started = time.monotonic()
+    response = post(client, {"member_id": 1, "text": "안녕"}, "?wait=1")
+    assert response.status_code == 202
+    assert 0.9 < time.monotonic() - started < 3
+
+
+def test_broker_down_is_a_quick_503(voice_dir: Path, tmp_path: Path, services: None) -> None:
+    """With RabbitMQ unreachable the API answers 503 within seconds and records no job."""
+    app = create_app(
+        {
+            "voice_dir": voice_dir,
+            "result_backend": BACKEND_URL,
+            "storage_url": f"file://{tmp_path}",
+            "broker_url": f"amqp://guest:guest@127.0.0.1:{free_port()}//",
+            "publish_timeout": 1.0,
+        }
+    )
+    started = time.monotonic()
+    response = post(app.test_client(), {"member_id": 1, "text": "안녕"})
+    assert time.monotonic() - started < 8
+    assert_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"]
+
+
+def test_result_backend_down_is_a_503(voice_dir: Path, tmp_path: Path) -> None:
+    """With Redis unreachable nothing is published and the answer is 503."""
+    app = create_app(
+        {
+            "voice_dir": voice_dir,
+            "broker_url": BROKER_URL,
+            "storage_url": f"file://{tmp_path}",
+            "result_backend": f"redis://127.0.0.1:{free_port()}/0",
+            "publish_timeout": 1.0,
+        }
+    )
+    client = app.test_client()
+    assert_error(post(client, {"member_id": 1, "text": "안녕"}), 503, "service_unavailable")
+    assert_error(client.get(f"/api/jobs/{uuid.uuid4()}"), 503, "service_unavailable")
+
+
+def test_cors_allows_only_listed_origins(client: FlaskClient) -> None:
+    """Localhost dev origins get Access-Control-Allow-Origin; others get none."""
+    ok = client.get("/api/members", headers={"Origin": "http://localhost:3000"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    evil = client.get("/api/members", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+    preflight = client.options(
+        "/api/texts",
+        headers={
+            "Origin": "http://127.0.0.1:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:5173"
+
+
+def test_cors_origins_from_settings(voice_dir: Path) -> None:
+    """MOKSORI_CORS_ORIGINS replaces the default list, and '*' is refused."""
+    app = create_app({"voice_dir": voice_dir, "cors_origins": ("https://moksori.example",)})
+    client = app.test_client()
+    ok = client.get("/api/members", headers={"Origin": "https://moksori.example"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://moksori.example"
+    local = client.get("/api/members", headers={"Origin": "http://localhost:3000"})
+    assert "Access-Control-Allow-Origin" not in local.headers
+    with pytest.raises(ValueError, match="not allowed"):
+        create_app({"voice_dir": voice_dir, "cors_origins": ("*",)})
+
+
+def test_media_is_served_with_range_etag_and_caching(client: FlaskClient, media_root: Path) -> None:
+    """Local audio supports Range (seeking), ETag revalidation and long-lived caching."""
+    key = audio_key(1, "v1", "안녕")
+    path = media_root / key
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    full = client.get(f"/media/{key}")
+    assert full.status_code == 200
+    assert full.headers["Content-Type"] == "audio/wav"
+    assert full.headers["Accept-Ranges"] == "bytes"
+    assert "immutable" in full.headers["Cache-Control"]
+    etag = full.headers["ETag"]
+    part = client.get(f"/media/{key}", headers={"Range": "bytes=4-7"})
+    assert part.status_code == 206
+    assert part.data == bytes([0, 1, 2, 3])
+    assert part.headers["Content-Range"] == f"bytes 4-7/{len(full.data)}"
+    assert client.get(f"/media/{key}", headers={"If-None-Match": etag}).status_code == 304
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/media/%2e%2e/%2e%2e/etc/passwd",
+        "/media/..%2f..%2fetc%2fpasswd",
+        "/media//etc/passwd",
+        "/media/wav/../../secret.txt",
+        "/media/wav/1/none.wav",
+    ],
+)
+def test_media_never_leaves_its_root(client: FlaskClient, media_root: Path, path: str) -> None:
+    """Encoded traversal, absolute paths and missing files are all 404s."""
+    media_root.mkdir(parents=True, exist_ok=True)
+    (media_root.parent / "secret.txt").write_text("secret")
+    response = client.get(path, follow_redirects=True)  # "//" is merged by a redirect first
+    assert response.status_code == 404
+    assert b"secret" not in response.data
+
+
+def test_api_never_imports_torch(voice_dir: Path, tmp_path: Path) -> None:
+    """Building the app and normalizing a text leaves torch unimported."""
+    code = (
+        "import sys; from api import create_app; app = create_app();"
+        "app.extensions['moksori'].normalizer.sentences('안녕 123', '안녕 ');"
+        "c = app.test_client(); assert c.get('/api/members').status_code == 200;"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    env = base_env(voice_dir=str(voice_dir), storage_url=f"file://{tmp_path}")
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True, timeout=120)

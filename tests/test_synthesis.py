@@ -1,0 +1,86 @@
+"""Voice loading through Coqui's Synthesizer and the synthesis pipeline, in-process."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.normalize import Normalizer
+from common.storage import LocalStorage
+from voice_model.repository import scan
+from worker.synthesis import Pipeline, SynthesisError, encode_wav
+from worker.voices import VoiceBank, load_bank, resolve_device
+
+
+@pytest.fixture(scope="module")
+def bank(voice_dir: Path) -> VoiceBank:
+    return load_bank(scan(voice_dir), "cpu")
+
+
+@pytest.fixture
+def pipeline(bank: VoiceBank, tmp_path: Path) -> Pipeline:
+    return Pipeline(bank=bank, storage=LocalStorage(tmp_path), normalizer=Normalizer())
+
+
+def test_every_layout_loads_and_broken_ones_are_reported(bank: VoiceBank) -> None:
+    """Legacy + HiFi-GAN, manifest + Griffin-Lim and manifest + HiFi-GAN load; corrupt don't."""
+    assert sorted(bank.voices) == [1, 2, 3]
+    assert bank.voices[2].synthesizer.vocoder_model is None  # Griffin-Lim
+    assert bank.voices[1].synthesizer.vocoder_model is not None
+    assert "member 4" in bank.errors
+    assert "voices/broken/voice.json" in bank.errors
+
+
+@pytest.mark.parametrize("member_id", [1, 2, 3])
+def test_pipeline_writes_a_wav(pipeline: Pipeline, tmp_path: Path, member_id: int) -> None:
+    """Each voice (conjoining, compatibility jamo, syllables) yields a 16-bit PCM WAV in storage."""
+    result = pipeline.run(member_id, "안녕하세요. 오늘은 2024년 3월 15일입니다!")
+    path = tmp_path / result["key"]
+    with wave.open(str(path)) as wav:
+        assert wav.getsampwidth() == 2
+        assert wav.getnchannels() == 1
+        assert wav.getframerate() == 16000 == result["sample_rate"]
+        assert wav.getnframes() / 16000 == pytest.approx(result["duration_s"], abs=0.001)
+    # Two sentences plus a 0.25 s pause: longer than the pause, shorter than a minute.
+    assert 0.3 < result["duration_s"] < 60
+    assert result["key"].startswith(f"wav/{member_id}/")
+
+
+def test_same_text_same_object(pipeline: Pipeline) -> None:
+    """Text that normalizes the same maps to the same object key."""
+    a = pipeline.run(3, "사과 3개")
+    b = pipeline.run(3, "사과  세개")
+    assert a["key"] == b["key"]
+
+
+def test_unloaded_member_fails_with_a_reason(pipeline: Pipeline) -> None:
+    """A member whose voice failed to load fails with the load error in the message."""
+    with pytest.raises(SynthesisError, match=r"member 4 is loaded.*failed to load"):
+        pipeline.run(4, "안녕")
+    with pytest.raises(SynthesisError, match="No voice for member 42"):
+        pipeline.run(42, "안녕")
+
+
+def test_unspeakable_text_fails(pipeline: Pipeline) -> None:
+    with pytest.raises(SynthesisError, match="nothing this voice can pronounce"):
+        pipeline.run(1, "🙂")
+
+
+def test_encode_wav_is_pcm16() -> None:
+    """Samples are peak-normalised into 16-bit PCM."""
+    data = encode_wav(np.array([0.0, 0.5, -0.5], dtype=np.float32), 22050)
+    with wave.open(io.BytesIO(data)) as wav:
+        frames = np.frombuffer(wav.readframes(3), dtype="<i2")
+    assert list(frames) == [0, 32767, -32767]
+
+
+def test_device_choice() -> None:
+    """auto falls back to the CPU here; unknown devices are refused."""
+    assert resolve_device("auto") in {"cpu", "cuda"}
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError):
+        resolve_device("tpu")

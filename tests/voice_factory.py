@@ -1,0 +1,182 @@
+"""Tiny, random-initialised voices built with Coqui's own config and model classes.
+
+They sound like noise but run through exactly the code real voices do: Coqui's checkpoint loading,
+Glow-TTS inference, the HiFi-GAN generator or Griffin-Lim, and our repository layouts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common.normalize import decompose, to_compat
+
+SAMPLE_RATE = 16000
+HOP = 256
+
+# Every conjoining jamo a modern syllable can contain, and the matching compatibility jamo.
+CONJOINING = (
+    "".join(chr(c) for c in range(0x1100, 0x1113))
+    + "".join(chr(c) for c in range(0x1161, 0x1176))
+    + "".join(chr(c) for c in range(0x11A8, 0x11C3))
+)
+COMPAT = "".join(dict.fromkeys(to_compat(ch) for ch in CONJOINING))
+SYLLABLES = "".join(chr(c) for c in range(0xAC00, 0xD7A4))
+PUNCTUATION = "!'(),-.:;? "
+
+assert decompose("한") == ("\u1112", "\u1161", "\u11ab")
+
+
+def _audio() -> dict:
+    return {
+        "sample_rate": SAMPLE_RATE,
+        "hop_length": HOP,
+        "win_length": 1024,
+        "fft_size": 1024,
+        "num_mels": 80,
+        "power": 1.0,
+        "griffin_lim_iters": 10,
+        "do_trim_silence": False,
+        "mel_fmax": 8000.0,
+    }
+
+
+def glow_tts(checkpoint: Path, config_path: Path, letters: str, step: int = 1) -> None:
+    """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer."""
+    import torch
+    from TTS.tts.configs.glow_tts_config import GlowTTSConfig
+    from TTS.tts.configs.shared_configs import BaseAudioConfig, CharactersConfig
+    from TTS.tts.models.glow_tts import GlowTTS
+
+    torch.manual_seed(step)
+    config = GlowTTSConfig(
+        audio=BaseAudioConfig(**_audio()),
+        characters=CharactersConfig(
+            characters_class="TTS.tts.utils.text.characters.Graphemes",
+            characters=letters,
+            punctuations=PUNCTUATION,
+            pad="<PAD>",
+            eos="<EOS>",
+            bos="<BOS>",
+            blank="<BLNK>",
+        ),
+        text_cleaner=None,
+        use_phonemes=False,
+        add_blank=False,
+        hidden_channels_enc=32,
+        hidden_channels_dec=32,
+        hidden_channels_dp=32,
+        num_flow_blocks_dec=2,
+        num_block_layers=2,
+        encoder_params={
+            "kernel_size": 3,
+            "dropout_p": 0.1,
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_channels_ffn": 64,
+            "input_length": None,
+        },
+    )
+    model = GlowTTS(config)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "config": config.to_dict(), "step": step}, checkpoint)
+    config.save_json(str(config_path))
+
+
+def hifigan(checkpoint: Path, config_path: Path) -> None:
+    """Write a generator-only HiFi-GAN checkpoint (the shape Synthesizer loads for inference)."""
+    import torch
+    from TTS.tts.configs.shared_configs import BaseAudioConfig
+    from TTS.vocoder.configs.hifigan_config import HifiganConfig
+    from TTS.vocoder.models import setup_model
+
+    torch.manual_seed(0)
+    config = HifiganConfig(
+        audio=BaseAudioConfig(**_audio()),
+        generator_model_params={
+            "upsample_factors": [8, 8, 4],
+            "upsample_kernel_sizes": [16, 16, 8],
+            "upsample_initial_channel": 32,
+            "resblock_kernel_sizes": [3],
+            "resblock_dilation_sizes": [[1, 3, 5]],
+            "resblock_type": "1",
+        },
+    )
+    gan = setup_model(config)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"model": gan.model_g.state_dict(), "model_disc": {}, "config": config.to_dict()},
+        checkpoint,
+    )
+    config.save_json(str(config_path))
+
+
+def build_repository(root: Path) -> Path:
+    """A voice directory with both layouts and all three Hangul scripts:
+
+    * member 1, legacy layout, conjoining jamo, HiFi-GAN (two checkpoints: the higher step wins);
+    * member 2, manifest, compatibility jamo, Griffin-Lim;
+    * member 3, manifest, precomposed syllables, HiFi-GAN;
+    * member 4, manifest, whose checkpoint is corrupt: listed, but no worker can load it;
+    * a broken manifest (member 9) whose checkpoint is missing.
+    """
+    glow = root / "glow-tts" / "1"
+    glow_tts(glow / "1g_checkpoint_100.pth.tar", glow / "1g_config.json", CONJOINING, step=100)
+    glow_tts(glow / "1g_checkpoint_2500.pth.tar", glow / "1g_config.json", CONJOINING, step=2500)
+    hifi = root / "hifigan-v2" / "1"
+    hifigan(hifi / "1h_checkpoint_300.pth.tar", hifi / "1h_config.json")
+
+    two = root / "voices" / "minji"
+    glow_tts(two / "glow.pth", two / "glow.json", COMPAT)
+    _manifest(
+        two,
+        {
+            "id": 2,
+            "name": "Minji",
+            "version": "2026.11.1",
+            "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
+        },
+    )
+
+    three = root / "voices" / "seojun"
+    glow_tts(three / "glow.pth", three / "glow.json", SYLLABLES)
+    hifigan(three / "hifigan.pth", three / "hifigan.json")
+    _manifest(
+        three,
+        {
+            "id": 3,
+            "name": "Seojun",
+            "version": "3",
+            "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
+            "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json"},
+        },
+    )
+
+    corrupt = root / "voices" / "corrupt"
+    corrupt.mkdir(parents=True, exist_ok=True)
+    (corrupt / "glow.pth").write_bytes(b"not a checkpoint")
+    (corrupt / "glow.json").write_text(
+        (two / "glow.json").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    _manifest(
+        corrupt,
+        {"id": 4, "name": "Corrupt", "tts": {"checkpoint": "glow.pth", "config": "glow.json"}},
+    )
+
+    broken = root / "voices" / "broken"
+    broken.mkdir(parents=True, exist_ok=True)
+    (broken / "glow.json").write_text(
+        (two / "glow.json").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    _manifest(
+        broken,
+        {"id": 9, "name": "Broken", "tts": {"checkpoint": "missing.pth", "config": "glow.json"}},
+    )
+    return root
+
+
+def _manifest(folder: Path, data: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "voice.json").write_text(
+        json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
