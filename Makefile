@@ -29,7 +29,7 @@ worker: $(STAMP)
 	$(PY) -m celery -A worker.celery_app worker --pool prefork --concurrency 1 --loglevel INFO
 
 api: $(STAMP)
-	$(PY) -m gunicorn api.wsgi:app --bind $(HOST):$(PORT) --worker-class gthread --workers 2 --threads 16
+	$(PY) -m gunicorn api.wsgi:app --bind $(HOST):$(PORT) --worker-class gthread --workers 2 --threads 16 --access-logfile -
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

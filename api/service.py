@@ -109,7 +109,10 @@ class JobService:
         try:
             result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
         except CeleryTimeout:
-            pass
+            # Stop listening for this job on this thread's pub/sub connection: nobody waits now.
+            stop_waiting = getattr(result.backend, "remove_pending_result", None)
+            if stop_waiting is not None:
+                stop_waiting(result)
         except _UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
 

@@ -59,14 +59,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``MOKSORI_*`` variables, then explicit overrides."""
+        """Build settings from ``MOKSORI_*`` variables, then explicit overrides (strings are
+        parsed as the environment's would be)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = environ.get(PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, raw, f.default)
-        values.update(overrides)
+        defaults = {f.name: f.default for f in fields(cls)}
+        for name, value in overrides.items():
+            if name not in defaults:
+                raise TypeError(f"unknown setting {name!r}")
+            if isinstance(value, str) and not isinstance(defaults[name], str):
+                value = _parse(name, value, defaults[name])
+            values[name] = value
         return cls(**values)
 
 

@@ -319,3 +319,21 @@ def test_api_never_imports_torch(voice_dir: Path, tmp_path: Path) -> None:
     )
     env = base_env(voice_dir=str(voice_dir), storage_url=f"file://{tmp_path}")
     subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True, timeout=120)
+
+
+def test_sql_result_backend_tracks_jobs(voice_dir: Path, tmp_path: Path, broker_queue: str) -> None:
+    """A SQL result backend (shared by API processes on one host) also knows queued vs unknown."""
+    app = create_app(
+        {
+            "voice_dir": voice_dir,
+            "broker_url": BROKER_URL,
+            "storage_url": f"file://{tmp_path}",
+            "result_backend": f"db+sqlite:///{tmp_path / 'results.sqlite'}",
+            "queue": broker_queue,
+        }
+    )
+    client = app.test_client()
+    response = post(client, {"member_id": 1, "text": "안녕"})
+    assert response.status_code == 202
+    assert client.get(response.headers["Location"]).get_json()["status"] == "queued"
+    assert_error(client.get(f"/api/jobs/{uuid.uuid4()}"), 404, "unknown_job")
