@@ -23,22 +23,19 @@ _LOGGER = logging.getLogger(__name__)
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the API from ``MOKSORI_*`` settings, overridden by ``test_config`` fields."""
-    overrides = dict(test_config or {})
-    service_override = overrides.pop("service", None)
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(**dict(test_config or {}))
     if any(origin.strip() == "*" for origin in settings.cors_origins):
         raise ValueError("MOKSORI_CORS_ORIGINS must list origins; '*' is not allowed")
 
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
-        JSON_SORT_KEYS=False,
         MOKSORI=settings,
     )
     app.json.ensure_ascii = False  # Korean stays readable in responses
     app.json.sort_keys = False
 
-    service = service_override or JobService.from_settings(settings)
+    service = JobService.from_settings(settings)
     app.extensions["moksori"] = service
 
     CORS(

@@ -127,9 +127,12 @@ class JobService:
             return None
         view: dict[str, Any] = {"job_id": job_id, "status": status}
         result = meta.get("result")
-        if status == "done" and isinstance(result, dict):
-            view["url"] = self.storage.url(result["key"], self.settings.public_url or base_url)
+        key = result.get("key") if isinstance(result, dict) else None
+        if status == "done" and isinstance(key, str):
+            view["url"] = self.storage.url(key, self.settings.public_url or base_url)
             view["duration_s"] = result.get("duration_s")
+        elif status == "done":  # a result without a key was not written by our worker
+            view.update(status="failed", error="The job finished without an audio file.")
         elif status == "failed":
             view["error"] = _describe(result)
         return view

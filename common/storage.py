@@ -103,8 +103,9 @@ class LocalStorage:
 class GCSStorage:
     """Objects in a Google Cloud Storage bucket under a prefix (honours STORAGE_EMULATOR_HOST)."""
 
-    def __init__(self, bucket: str, prefix: str = "") -> None:
+    def __init__(self, bucket: str, prefix: str = "", retry_deadline: float = 30.0) -> None:
         from google.cloud import storage  # imported here: only GCS deployments need it
+        from google.cloud.storage.retry import DEFAULT_RETRY
 
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             from google.auth.credentials import AnonymousCredentials
@@ -115,6 +116,10 @@ class GCSStorage:
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self._bucket = client.bucket(bucket)
+        # The client retries transient errors itself; bound that so a storage outage becomes a
+        # StorageError (and a Celery retry with backoff) instead of a two-minute stall.
+        self._retry = DEFAULT_RETRY.with_deadline(retry_deadline)
+        self._timeout = (5.0, 30.0)
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -124,14 +129,21 @@ class GCSStorage:
 
         blob = self._bucket.blob(self._name(key))
         try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+            blob.upload_from_string(
+                data,
+                content_type=content_type,
+                if_generation_match=0,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
         except exceptions.PreconditionFailed:
             _LOGGER.debug("object %s already stored", key)
-        except exceptions.GoogleAPICallError as exc:
+        except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
+            # OSError covers dropped connections (requests' ConnectionError is one).
             raise StorageError(f"upload of {key} failed: {exc}") from exc
 
     def exists(self, key: str) -> bool:
-        return self._bucket.blob(self._name(key)).exists()
+        return self._bucket.blob(self._name(key)).exists(retry=self._retry, timeout=self._timeout)
 
     def url(self, key: str, base_url: str = "") -> str:
         return self._bucket.blob(self._name(key)).public_url

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from common.storage import GCSStorage, LocalStorage, audio_key, open_storage
+from common.storage import GCSStorage, LocalStorage, StorageError, audio_key, open_storage
+from tests.conftest import free_port
 
 KEY = audio_key(1, "g2500-h300", "안녕하세요")
 
@@ -72,3 +74,13 @@ def test_gcs_upload_url_and_idempotence(gcs_emulator: str, monkeypatch: pytest.M
     assert url.startswith(gcs_emulator) and "/moksori-test/audio/wav/1/" in url
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.read() in {b"RIFF-first", b"RIFF-second"}
+
+
+def test_gcs_outage_is_a_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With storage unreachable an upload fails with StorageError after its retry budget."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    storage = GCSStorage("moksori-test", "audio", retry_deadline=1.0)
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="upload of wav/1/"):
+        storage.put(KEY, b"RIFF", "audio/wav")
+    assert time.monotonic() - started < 15
