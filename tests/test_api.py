@@ -25,18 +25,22 @@ def media_root(tmp_path: Path) -> Path:
     return tmp_path / "media"
 
 
+def build_app(voice_dir: Path, media_root: Path, **overrides: object) -> Flask:
+    """The API on the test voices, the real broker and backend, and local storage."""
+    settings = {
+        "voice_dir": voice_dir,
+        "broker_url": BROKER_URL,
+        "result_backend": BACKEND_URL,
+        "storage_url": f"file://{media_root}",
+        **overrides,
+    }
+    return create_app(settings)
+
+
 @pytest.fixture
 def app(voice_dir: Path, media_root: Path, queue_name: str) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "voice_dir": voice_dir,
-            "broker_url": BROKER_URL,
-            "result_backend": BACKEND_URL,
-            "storage_url": f"file://{media_root}",
-            "queue": queue_name,
-            "max_content_length": 4096,
-            "max_text_length": 300,
-        }
+    app = build_app(
+        voice_dir, media_root, queue=queue_name, max_content_length=4096, max_text_length=300
     )
     yield app
     app.extensions["moksori"].celery.close()
@@ -208,38 +212,24 @@ def test_wait_times_out_to_202(client: FlaskClient, broker_queue: str) -> None:
     assert 0.9 < time.monotonic() - started < 3
 
 
-def test_broker_down_is_a_quick_503(voice_dir: Path, tmp_path: Path, services: None) -> None:
-    """With RabbitMQ unreachable the API answers 503 within seconds and records no job."""
-    app = create_app(
-        {
-            "voice_dir": voice_dir,
-            "result_backend": BACKEND_URL,
-            "storage_url": f"file://{tmp_path}",
-            "broker_url": f"amqp://guest:guest@127.0.0.1:{free_port()}//",
-            "publish_timeout": 1.0,
-        }
-    )
+@pytest.mark.parametrize("down", ["broker_url", "result_backend"])
+def test_unreachable_dependency_is_a_quick_503(
+    voice_dir: Path, tmp_path: Path, services: None, down: str
+) -> None:
+    """With RabbitMQ or Redis unreachable the API answers 503 within seconds, never a fake 202."""
+    port = free_port()
+    dead = {
+        "broker_url": f"amqp://guest:guest@127.0.0.1:{port}//",
+        "result_backend": f"redis://127.0.0.1:{port}/0",
+    }[down]
+    client = build_app(voice_dir, tmp_path, publish_timeout=1.0, **{down: dead}).test_client()
     started = time.monotonic()
-    response = post(app.test_client(), {"member_id": 1, "text": "안녕"})
+    response = post(client, {"member_id": 1, "text": "안녕"})
     assert time.monotonic() - started < 8
     assert_error(response, 503, "service_unavailable")
     assert response.headers["Retry-After"]
-
-
-def test_result_backend_down_is_a_503(voice_dir: Path, tmp_path: Path) -> None:
-    """With Redis unreachable nothing is published and the answer is 503."""
-    app = create_app(
-        {
-            "voice_dir": voice_dir,
-            "broker_url": BROKER_URL,
-            "storage_url": f"file://{tmp_path}",
-            "result_backend": f"redis://127.0.0.1:{free_port()}/0",
-            "publish_timeout": 1.0,
-        }
-    )
-    client = app.test_client()
-    assert_error(post(client, {"member_id": 1, "text": "안녕"}), 503, "service_unavailable")
-    assert_error(client.get(f"/api/jobs/{uuid.uuid4()}"), 503, "service_unavailable")
+    if down == "result_backend":
+        assert_error(client.get(f"/api/jobs/{uuid.uuid4()}"), 503, "service_unavailable")
 
 
 def test_cors_allows_only_listed_origins(client: FlaskClient) -> None:
@@ -323,14 +313,11 @@ def test_api_never_imports_torch(voice_dir: Path, tmp_path: Path) -> None:
 
 def test_sql_result_backend_tracks_jobs(voice_dir: Path, tmp_path: Path, broker_queue: str) -> None:
     """A SQL result backend (shared by API processes on one host) also knows queued vs unknown."""
-    app = create_app(
-        {
-            "voice_dir": voice_dir,
-            "broker_url": BROKER_URL,
-            "storage_url": f"file://{tmp_path}",
-            "result_backend": f"db+sqlite:///{tmp_path / 'results.sqlite'}",
-            "queue": broker_queue,
-        }
+    app = build_app(
+        voice_dir,
+        tmp_path,
+        result_backend=f"db+sqlite:///{tmp_path / 'results.sqlite'}",
+        queue=broker_queue,
     )
     client = app.test_client()
     response = post(client, {"member_id": 1, "text": "안녕"})
