@@ -36,8 +36,13 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
     }
     headers = {"Location": status_url}
     if wait:
-        service.wait(job_id, wait)
-        view = service.status(job_id, request.host_url)
+        try:
+            service.wait(job_id, wait)
+            view = service.status(job_id, request.host_url)
+        except ApiError:
+            # The job is already accepted: answer 202 so the client follows it rather than
+            # resubmitting because the result backend hiccupped while we waited.
+            view = None
         if view and view["status"] in {"done", "failed"}:
             body.update(view)
             return jsonify(body), 200, headers
