@@ -104,10 +104,11 @@ class JobService:
         return job_id
 
     def wait(self, job_id: str, timeout: float) -> None:
-        """Block until the job ends or ``timeout`` passes (event-driven on Redis, no polling)."""
+        """Block until the job ends or ``timeout`` passes."""
         result = self.celery.AsyncResult(job_id)
         try:
-            result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
+            # Redis pushes the result (pub/sub); SQL backends are polled, here every 20 ms.
+            result.get(timeout=timeout, interval=0.02, propagate=False, disable_sync_subtasks=False)
         except CeleryTimeout:
             # Stop listening for this job on this thread's pub/sub connection: nobody waits now.
             stop_waiting = getattr(result.backend, "remove_pending_result", None)

@@ -22,10 +22,14 @@ DEFAULT_CORS_ORIGINS = (r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$",)
 class Settings:
     """The service's configuration; one attribute per ``MOKSORI_<NAME>`` variable."""
 
-    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
-    """Celery broker (RabbitMQ). Only ids and text travel through it."""
-    result_backend: str = "redis://127.0.0.1:6379/0"
-    """Celery result backend; must be readable by every API process (Redis or SQL, not rpc://)."""
+    broker_url: str = "filesystem://"
+    """Celery broker: ``amqp://`` (RabbitMQ) in production; the default is an embedded broker in
+    ``MOKSORI_BROKER_DIR``. Only ids and text travel through it."""
+    broker_dir: Path = REPO_ROOT / "var" / "broker"
+    """Folder of the embedded ``filesystem://`` broker (one machine only)."""
+    result_backend: str = f"db+sqlite:///{REPO_ROOT / 'var' / 'results.sqlite'}"
+    """Celery result backend, readable by every API process: ``redis://`` in production, SQLite
+    by default (never ``rpc://``)."""
     storage_url: str = f"file://{REPO_ROOT / 'var' / 'media'}"
     """Where WAVs go: ``file:///dir`` (served by the API under /media) or ``gs://bucket/prefix``."""
     voice_dir: Path = REPO_ROOT / "voice_model"

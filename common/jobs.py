@@ -7,6 +7,7 @@ cannot drift apart; the API sends the task by name and never imports the worker.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypedDict
 
 from celery import Celery
@@ -47,6 +48,7 @@ def job_status(state: str) -> str | None:
 
 def make_celery(settings: Settings, main: str = "moksori") -> Celery:
     """A Celery app configured for long, GPU-bound synthesis jobs on a durable RabbitMQ queue."""
+    _prepare_backend(settings.result_backend)
     app = Celery(main, broker=settings.broker_url, backend=settings.result_backend)
     app.conf.update(
         task_serializer="json",
@@ -91,4 +93,26 @@ def make_celery(settings: Settings, main: str = "moksori") -> Celery:
 def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith(("amqp", "pyamqp")):
         return {"confirm_publish": True}
+    if settings.broker_url.startswith("filesystem"):
+        # The embedded broker: one folder of message files shared by API and worker, polled
+        # every 10 ms (kombu's default of 1 s would dominate every job's latency).
+        queue, processed, control = (
+            settings.broker_dir / d for d in ("queue", "processed", "control")
+        )
+        for folder in (queue, processed, control):
+            folder.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "processed_folder": str(processed),
+            "control_folder": str(control),
+            "store_processed": False,
+            "polling_interval": 0.01,
+        }
     return {}
+
+
+def _prepare_backend(url: str) -> None:
+    """Create the folder of a SQLite result database (Celery creates the tables)."""
+    if url.startswith("db+sqlite:///"):
+        Path(url.removeprefix("db+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Starts and supervises the API and a worker for `make run`."""

@@ -1,0 +1,216 @@
+"""``python -m launcher`` (what ``make run`` calls): the API and a worker in one terminal.
+
+It checks what would otherwise fail with a traceback (port taken, no voices), starts gunicorn and
+a Celery worker, prefixes their output with their names, restarts a process that dies (with
+backoff), and on Ctrl-C or SIGTERM stops everything it started, children included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+from common.config import Settings
+from voice_model.repository import scan
+
+_LOGGER = logging.getLogger("launcher")
+STOP_TIMEOUT_S = 20.0
+_OUTPUT_LOCK = threading.Lock()
+
+
+@dataclass
+class Child:
+    """One supervised command, restarted with backoff whenever it exits on its own."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    pumps: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so its children can be stopped too
+        )
+        self.started_at = time.monotonic()
+        pump = threading.Thread(target=_pump, args=(self.name, self.proc.stdout), daemon=True)
+        pump.start()
+        self.pumps = [pump]
+        _LOGGER.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    def stop(self) -> None:
+        """SIGTERM the process (gunicorn and Celery stop their own children), then SIGKILL
+        whatever is left of its process group."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _LOGGER.warning("%s did not stop in %.0f s; killing it", self.name, STOP_TIMEOUT_S)
+        _signal_group(self.proc.pid, signal.SIGKILL)  # leftovers of the group, if any
+        self.proc.wait()
+        for pump in self.pumps:
+            pump.join(timeout=2)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _pump(name: str, stream: IO[bytes] | None) -> None:
+    """Copy a child's output to ours, one prefixed line at a time."""
+    if stream is None:
+        return
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\n")
+        with _OUTPUT_LOCK:
+            sys.stdout.write(f"{name:>6} | {line}\n")
+            sys.stdout.flush()
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the API could not bind ``host:port``, in one line, or None when it can."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return (
+                f"cannot listen on {host}:{port} ({exc.strerror}); another program uses it. "
+                f"Stop it or choose another port: MOKSORI_PORT={port + 1} make run"
+            )
+    return None
+
+
+def commands(settings: Settings) -> list[Child]:
+    python = sys.executable
+    return [
+        Child(
+            "worker",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"moksori@{socket.gethostname()}",
+            ],
+        ),
+        Child(
+            "api",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "api.wsgi:app",
+                "--bind",
+                f"{settings.host}:{settings.port}",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                "2",
+                "--threads",
+                "16",
+                "--access-logfile",
+                "-",
+            ],
+        ),
+    ]
+
+
+def supervise(children: list[Child], stop: threading.Event) -> None:
+    """Keep every child running until ``stop`` is set; a crash-looping child backs off."""
+    for child in children:
+        child.start()
+    while not stop.wait(0.5):
+        now = time.monotonic()
+        for child in children:
+            assert child.proc is not None
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if child.next_start == 0.0:
+                _signal_group(child.proc.pid, signal.SIGKILL)  # orphans of the dead process
+                uptime = now - child.started_at
+                child.restarts = 0 if uptime > 60 else child.restarts + 1
+                delay = min(30.0, 2.0**child.restarts - 1)
+                child.next_start = now + delay
+                _LOGGER.warning(
+                    "%s exited with code %s after %.0f s; restarting in %.0f s",
+                    child.name,
+                    code,
+                    uptime,
+                    delay,
+                )
+            elif now >= child.next_start:
+                child.next_start = 0.0
+                child.start()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="launcher | %(message)s", stream=sys.stdout)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        _LOGGER.error("%s", exc)
+        return 2
+    problem = port_problem(settings.host, settings.port)
+    if problem:
+        _LOGGER.error("%s", problem)
+        return 1
+    repository = scan(settings.voice_dir)
+    if not repository.voices:
+        _LOGGER.warning(
+            "no voices in %s: every request will be refused (train the demo voices with "
+            "`python -m voice_model.demo`, see README)",
+            settings.voice_dir,
+        )
+    base = f"http://{settings.host}:{settings.port}"
+    member = next(iter(repository.voices), 1)
+    _LOGGER.info("moksori on %s (members %s)", base, ", ".join(map(str, repository.voices)))
+    _LOGGER.info(
+        "try: curl -s -X POST '%s/api/texts?wait=30' -H 'Content-Type: application/json' "
+        '-d \'{"member_id": %s, "text": "안녕하세요! 반갑습니다."}\'',
+        base,
+        member,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    children = commands(settings)
+    try:
+        supervise(children, stop)
+    finally:
+        _LOGGER.info("stopping")
+        for child in reversed(children):
+            child.stop()
+        _LOGGER.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
