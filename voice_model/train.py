@@ -174,11 +174,18 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def export_voice(model: Any, config: Any, opts: TrainOptions, step: int) -> None:
-    """Write the inference-only checkpoint, its config and the manifest into ``opts.out``."""
+    """Write the inference-only checkpoint, its config and the manifest into ``opts.out``.
+
+    Weights are stored as float16 (half the size; loading copies them back into the float32
+    model), so three demo voices fit well under 40 MB.
+    """
     opts.out.mkdir(parents=True, exist_ok=True)
+    weights = {
+        name: tensor.detach().to("cpu", copy=True).half() if tensor.is_floating_point() else tensor
+        for name, tensor in model.state_dict().items()
+    }
     _atomic_save(
-        {"model": model.state_dict(), "config": config.to_dict(), "step": step},
-        opts.out / CHECKPOINT,
+        {"model": weights, "config": config.to_dict(), "step": step}, opts.out / CHECKPOINT
     )
     config.save_json(str(opts.out / CONFIG))
     manifest = {
