@@ -100,6 +100,15 @@ _UNIT = re.compile(
     re.IGNORECASE,
 )
 
+HANGUL_SYLLABLES = "".join(chr(c) for c in range(_HANGUL_FIRST, _HANGUL_LAST + 1))
+"""All 11,172 precomposed syllables."""
+CONJOINING_JAMO = (
+    "".join(chr(c) for c in range(0x1100, 0x1113))  # onsets
+    + "".join(chr(c) for c in range(0x1161, 0x1176))  # vowels
+    + "".join(chr(c) for c in range(0x11A8, 0x11C3))  # codas
+)
+"""Every conjoining jamo a modern syllable decomposes into."""
+
 MAX_SENTENCE_CHARS = 200
 """Sentences longer than this are cut at spaces or commas so each piece stays a sensible length."""
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from common.config import Settings
+from launcher import api_argv, worker_argv
 from voice_model.repository import scan
 
 _LOGGER = logging.getLogger("launcher")
@@ -99,46 +100,9 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def commands(settings: Settings) -> list[Child]:
-    python = sys.executable
     return [
-        Child(
-            "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"moksori@{socket.gethostname()}",
-            ],
-        ),
-        Child(
-            "api",
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "api.wsgi:app",
-                "--bind",
-                f"{settings.host}:{settings.port}",
-                "--worker-class",
-                "gthread",
-                "--workers",
-                "2",
-                "--threads",
-                "16",
-                "--access-logfile",
-                "-",
-            ],
-        ),
+        Child("worker", worker_argv(f"moksori@{socket.gethostname()}")),
+        Child("api", api_argv(settings.host, settings.port)),
     ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher import api_argv, worker_argv
 from tests import voice_factory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,27 +132,7 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Pr
     """A real Celery worker process (prefork, one child) that has loaded its voices."""
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     worker = Process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            hostname,
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env,
-        log_dir,
+        name, [*worker_argv(hostname), "--without-gossip", "--without-mingle"], env, log_dir
     )
     worker.hostname = hostname
     worker.wait_for("worker ready on", timeout=180)
@@ -162,25 +143,7 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Pr
 def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     """The API under gunicorn on a free port; returns the process and its base URL."""
     port = free_port()
-    api = Process(
-        "api",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "api.wsgi:app",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-        ],
-        env,
-        log_dir,
-    )
+    api = Process("api", api_argv("127.0.0.1", port), env, log_dir)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

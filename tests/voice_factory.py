@@ -9,19 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.normalize import decompose, to_compat
+from common.normalize import CONJOINING_JAMO, HANGUL_SYLLABLES, decompose, to_compat
+from voice_model.train import grapheme_characters
 
 SAMPLE_RATE = 16000
 HOP = 256
 
 # Every conjoining jamo a modern syllable can contain, and the matching compatibility jamo.
-CONJOINING = (
-    "".join(chr(c) for c in range(0x1100, 0x1113))
-    + "".join(chr(c) for c in range(0x1161, 0x1176))
-    + "".join(chr(c) for c in range(0x11A8, 0x11C3))
-)
+CONJOINING = CONJOINING_JAMO
 COMPAT = "".join(dict.fromkeys(to_compat(ch) for ch in CONJOINING))
-SYLLABLES = "".join(chr(c) for c in range(0xAC00, 0xD7A4))
+SYLLABLES = HANGUL_SYLLABLES
 PUNCTUATION = "!'(),-.:;? "
 
 assert decompose("한") == ("\u1112", "\u1161", "\u11ab")
@@ -45,21 +42,13 @@ def glow_tts(checkpoint: Path, config_path: Path, letters: str, step: int = 1) -
     """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer."""
     import torch
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
-    from TTS.tts.configs.shared_configs import BaseAudioConfig, CharactersConfig
+    from TTS.tts.configs.shared_configs import BaseAudioConfig
     from TTS.tts.models.glow_tts import GlowTTS
 
     torch.manual_seed(step)
     config = GlowTTSConfig(
         audio=BaseAudioConfig(**_audio()),
-        characters=CharactersConfig(
-            characters_class="TTS.tts.utils.text.characters.Graphemes",
-            characters=letters,
-            punctuations=PUNCTUATION,
-            pad="<PAD>",
-            eos="<EOS>",
-            bos="<BOS>",
-            blank="<BLNK>",
-        ),
+        characters=grapheme_characters(letters, PUNCTUATION),
         text_cleaner=None,
         use_phonemes=False,
         add_blank=False,

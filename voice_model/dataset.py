@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.normalize import Normalizer, join_sentences
+from common.normalize import HANGUL_SYLLABLES, Normalizer, join_sentences
 
 _LOGGER = logging.getLogger(__name__)
 
 METADATA = "metadata.csv"
-SYLLABLE_SET = "".join(chr(c) for c in range(0xAC00, 0xD7A4)) + " .,!?"
+SYLLABLE_SET = HANGUL_SYLLABLES + " .,!?"
 
 
 class DatasetError(RuntimeError):

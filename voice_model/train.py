@@ -23,17 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from common.normalize import Normalizer
+from common.normalize import CONJOINING_JAMO, Normalizer
 from voice_model.dataset import DatasetError, Utterance, load_dataset
 from voice_model.repository import MANIFEST_NAME
 
 _LOGGER = logging.getLogger("voice_model.train")
 
-CONJOINING = (
-    "".join(chr(c) for c in range(0x1100, 0x1113))
-    + "".join(chr(c) for c in range(0x1161, 0x1176))
-    + "".join(chr(c) for c in range(0x11A8, 0x11C3))
-)
+CONJOINING = CONJOINING_JAMO
 PUNCTUATION = ".,!? "
 CHECKPOINT = "glow.pth"
 CONFIG = "glow.json"
@@ -58,10 +54,25 @@ class TrainOptions:
     seed: int = 1
 
 
+def grapheme_characters(letters: str, punctuation: str = PUNCTUATION) -> Any:
+    """Coqui's character config for a voice trained on ``letters`` (no phonemes)."""
+    from TTS.tts.configs.shared_configs import CharactersConfig
+
+    return CharactersConfig(
+        characters_class="TTS.tts.utils.text.characters.Graphemes",
+        characters=letters,
+        punctuations=punctuation,
+        pad="<PAD>",
+        eos="<EOS>",
+        bos="<BOS>",
+        blank="<BLNK>",
+    )
+
+
 def voice_config() -> Any:
     """The Glow-TTS config of the demo voices: conjoining jamo, 22.05 kHz, 3.5 M parameters."""
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
-    from TTS.tts.configs.shared_configs import BaseAudioConfig, CharactersConfig
+    from TTS.tts.configs.shared_configs import BaseAudioConfig
 
     return GlowTTSConfig(
         audio=BaseAudioConfig(
@@ -80,15 +91,7 @@ def voice_config() -> Any:
             griffin_lim_iters=60,
             do_trim_silence=False,
         ),
-        characters=CharactersConfig(
-            characters_class="TTS.tts.utils.text.characters.Graphemes",
-            characters=CONJOINING,
-            punctuations=PUNCTUATION,
-            pad="<PAD>",
-            eos="<EOS>",
-            bos="<BOS>",
-            blank="<BLNK>",
-        ),
+        characters=grapheme_characters(CONJOINING),
         text_cleaner=None,
         use_phonemes=False,
         add_blank=True,
