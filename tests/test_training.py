@@ -151,3 +151,30 @@ def test_train_writes_a_loadable_voice_and_resumes(tiny_data: Path, tmp_path: Pa
     assert "cannot train" in broken.stderr and "no usable utterance" in broken.stderr
     assert "Traceback" not in broken.stderr
     assert hashlib.sha256((out / "glow.pth").read_bytes()).hexdigest() == before
+
+
+def test_demo_without_espeak_is_one_clear_line(tmp_path: Path) -> None:
+    """espeak-ng is only needed for training; without it the demo build says so and stops."""
+    env = base_env()
+    env["PATH"] = str(Path(sys.executable).parent)  # python, but no espeak-ng
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voice_model.demo",
+            "--corpus-size",
+            "5",
+            "--data-root",
+            str(tmp_path),
+            "--voice-dir",
+            str(tmp_path / "voices"),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "espeak-ng is not installed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 from common.config import REPO_ROOT
 from common.normalize import Normalizer
 from voice_model.corpus import build_corpus
-from voice_model.dataset import EspeakVoice, render_dataset
+from voice_model.dataset import DatasetError, EspeakVoice, render_dataset
 
 _LOGGER = logging.getLogger("voice_model.demo")
 
@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, action="append", help="member ids to train")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    data = render_all(args.data_root, args.corpus_size)
+    try:
+        data = render_all(args.data_root, args.corpus_size)
+    except DatasetError as exc:
+        _LOGGER.error("cannot build the demo data: %s", exc)
+        return 2
     base = MEMBERS[0]
     for member in MEMBERS:
         if args.only and member.member_id not in args.only:

@@ -14,7 +14,8 @@ Two layouts are read, both under one directory (``MOKSORI_VOICE_DIR``):
        "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
        "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json"}}
 
-  with paths relative to the manifest and ``vocoder`` optional (Griffin-Lim without it).
+  with paths relative to the manifest and ``vocoder`` optional (``"griffin-lim"`` or absent:
+  Griffin-Lim).
 
 This module only reads JSON and file names, so the API can list voices without importing torch.
 """
@@ -34,6 +35,8 @@ _LEGACY_CKPT = re.compile(
     r"^(?P<id>[0-9]+)(?P<kind>[gh])_checkpoint_(?P<step>[0-9]+)\.pth(\.tar)?$"
 )
 MANIFEST_NAME = "voice.json"
+GRIFFIN_LIM = "griffin-lim"
+"""A manifest's ``vocoder`` value for "no neural vocoder" (null means the same)."""
 
 
 class VoiceError(ValueError):
@@ -69,7 +72,7 @@ class VoiceSpec:
     @property
     def vocoder(self) -> str:
         """``hifigan`` or ``griffin-lim``."""
-        return "hifigan" if self.vocoder_checkpoint else "griffin-lim"
+        return "hifigan" if self.vocoder_checkpoint else GRIFFIN_LIM
 
     def public(self) -> dict[str, Any]:
         """What ``GET /api/members`` shows about this voice."""
@@ -209,9 +212,9 @@ def load_manifest(path: Path) -> VoiceSpec:
         raise VoiceError(f"{path}: tts must be an object with checkpoint and config")
     vocoder_data = data.get("vocoder")
     vocoder = None
-    if vocoder_data is not None:
+    if vocoder_data not in (None, GRIFFIN_LIM):
         if not isinstance(vocoder_data, dict):
-            raise VoiceError(f"{path}: vocoder must be an object or null")
+            raise VoiceError(f'{path}: vocoder must be an object, "{GRIFFIN_LIM}" or null')
         vocoder = (
             _inside(base, vocoder_data.get("checkpoint"), "vocoder.checkpoint"),
             _inside(base, vocoder_data.get("config"), "vocoder.config"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from common.normalize import CONJOINING_JAMO, Normalizer
 from voice_model.dataset import DatasetError, Utterance, load_dataset
-from voice_model.repository import MANIFEST_NAME
+from voice_model.repository import GRIFFIN_LIM, MANIFEST_NAME
 
 _LOGGER = logging.getLogger("voice_model.train")
 
@@ -198,7 +198,7 @@ def export_voice(model: Any, config: Any, opts: TrainOptions, step: int) -> None
         "name": opts.name,
         "version": f"s{step}",
         "tts": {"checkpoint": CHECKPOINT, "config": CONFIG},
-        "vocoder": None,
+        "vocoder": GRIFFIN_LIM,
     }
     tmp = opts.out / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
