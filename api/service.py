@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu.exceptions import KombuError, OperationalError
+from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from api.errors import ApiError
@@ -23,7 +23,8 @@ from voice_model.repository import VoiceSpec, scan
 _LOGGER = logging.getLogger(__name__)
 
 # Errors that mean "the broker or the result backend cannot be reached right now".
-_UNAVAILABLE = (OperationalError, KombuError, RedisError, ConnectionError, OSError, TimeoutError)
+# (kombu's OperationalError is a KombuError; ConnectionError and TimeoutError are OSErrors.)
+_UNAVAILABLE = (KombuError, RedisError, OSError)
 
 
 def _unavailable(what: str, exc: BaseException) -> ApiError:

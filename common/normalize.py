@@ -19,6 +19,8 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
+from ko_speech_tools.jamo import h2j, j2hcj
+
 _LOGGER = logging.getLogger(__name__)
 
 NORMALIZER_VERSION = "1"
@@ -26,10 +28,6 @@ NORMALIZER_VERSION = "1"
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+")
 _SPACES = re.compile(r"\s+")
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
-# Compatibility jamo (U+3131..) for each conjoining onset / vowel / coda, in Unicode order.
-_ONSET_COMPAT = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
-_VOWEL_COMPAT = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
-_CODA_COMPAT = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
 
 # Korean names of Latin letters, for acronyms and words g2pK's English dictionary does not know.
 _LETTER_NAMES = dict(
@@ -119,26 +117,13 @@ def is_syllable(ch: str) -> bool:
 
 def decompose(syllable: str) -> tuple[str, str, str]:
     """A precomposed Hangul syllable as conjoining jamo (onset, vowel, coda or '')."""
-    index = ord(syllable) - _HANGUL_FIRST
-    onset, rest = divmod(index, 21 * 28)
-    vowel, coda = divmod(rest, 28)
-    return (
-        chr(0x1100 + onset),
-        chr(0x1161 + vowel),
-        chr(0x11A7 + coda) if coda else "",
-    )
+    onset, vowel, *coda = h2j(syllable)
+    return onset, vowel, coda[0] if coda else ""
 
 
 def to_compat(jamo: str) -> str:
     """A conjoining jamo (U+1100..U+11FF) as its compatibility jamo (U+3131..U+318E), if any."""
-    code = ord(jamo)
-    if 0x1100 <= code <= 0x1112:
-        return _ONSET_COMPAT[code - 0x1100]
-    if 0x1161 <= code <= 0x1175:
-        return _VOWEL_COMPAT[code - 0x1161]
-    if 0x11A8 <= code <= 0x11C2:
-        return _CODA_COMPAT[code - 0x11A8]
-    return jamo
+    return j2hcj(jamo)
 
 
 def expand(text: str) -> str:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 from common.config import Settings
@@ -38,7 +38,7 @@ class Child:
     started_at: float = 0.0
     restarts: int = 0
     next_start: float = 0.0
-    pumps: list[threading.Thread] = field(default_factory=list)
+    pump: threading.Thread | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -48,9 +48,8 @@ class Child:
             start_new_session=True,  # its own process group, so its children can be stopped too
         )
         self.started_at = time.monotonic()
-        pump = threading.Thread(target=_pump, args=(self.name, self.proc.stdout), daemon=True)
-        pump.start()
-        self.pumps = [pump]
+        self.pump = threading.Thread(target=_pump, args=(self.name, self.proc.stdout), daemon=True)
+        self.pump.start()
         _LOGGER.info("started %s (pid %d)", self.name, self.proc.pid)
 
     def stop(self) -> None:
@@ -66,8 +65,8 @@ class Child:
             _LOGGER.warning("%s did not stop in %.0f s; killing it", self.name, STOP_TIMEOUT_S)
         _signal_group(self.proc.pid, signal.SIGKILL)  # leftovers of the group, if any
         self.proc.wait()
-        for pump in self.pumps:
-            pump.join(timeout=2)
+        if self.pump is not None:
+            self.pump.join(timeout=2)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
