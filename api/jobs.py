@@ -20,11 +20,12 @@ def _service() -> JobService:
 @bp.post("/texts")
 def create_text() -> tuple[Response, int, dict[str, str]]:
     """Accept a text for a member's voice; 202 with a status URL, or 200 with the audio URL when
-    ``?wait=N`` is given and the job finishes within N seconds."""
+    it is already stored (``cached``) or ``?wait=N`` is given and the job ends within N s."""
     service = _service()
     wait = wait_seconds(request.args.get("wait"))
     req = parse_text_request(json_body(request), service.settings.max_text_length)
-    job_id = service.submit(req)
+    submission = service.submit(req, request.host_url)
+    job_id = submission.job_id
     status_url = url_for("jobs.get_job", job_id=job_id)
     body = {
         "job_id": job_id,
@@ -33,8 +34,12 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
         "uuid": req.uuid,
         "member_id": req.member_id,
         "created_at": req.created_at,
+        "cached": submission.cached,
     }
     headers = {"Location": status_url}
+    if submission.view is not None:  # already synthesized: the URL right away, no task sent
+        body.update(submission.view)
+        return jsonify(body), 200, headers
     if wait:
         try:
             service.wait(job_id, wait)

@@ -1,14 +1,29 @@
-"""``GET /api/members``: the voices this deployment serves."""
+"""``GET /api/members``: the voices this deployment knows, and whether a worker serves each."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from flask import Blueprint, Response, current_app, jsonify
 
+from api.service import UNAVAILABLE, JobService
+
 bp = Blueprint("members", __name__, url_prefix="/api")
+_LOGGER = logging.getLogger(__name__)
 
 
 @bp.get("/members")
 def list_members() -> Response:
-    """Every served voice: id, name, sample rate, version and vocoder."""
-    voices = current_app.extensions["moksori"].voices
-    return jsonify({"members": [voice.public() for voice in voices.values()]})
+    """Every voice: id, name, sample rate, version, vocoder, and ``served`` (true when a worker
+    consumes its queue, false when none does, null when the broker cannot tell)."""
+    service: JobService = current_app.extensions["moksori"]
+    members: list[dict[str, Any]] = []
+    for member_id, voice in service.voices.items():
+        try:
+            served = service.fleet.consumers(member_id)
+        except UNAVAILABLE as exc:  # the list answers even with the broker down
+            _LOGGER.warning("cannot read consumers of member %s: %s", member_id, exc)
+            served = None
+        members.append({**voice.public(), "served": None if served is None else served > 0})
+    return jsonify({"members": members})

@@ -13,18 +13,29 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from api.errors import ApiError
+from api.fleet import Fleet
+from api.inflight import Inflight, open_inflight
 from api.validation import TextRequest
 from common.config import Settings
-from common.jobs import QUEUED, TASK_NAME, job_status, make_celery
-from common.normalize import Normalizer
-from common.storage import GCSStorage, LocalStorage, open_storage
+from common.jobs import (
+    QUEUED,
+    TASK_NAME,
+    JobMessage,
+    SynthesisResult,
+    job_status,
+    make_celery,
+    member_queue,
+    speech_key,
+)
+from common.normalize import NORMALIZER_VERSION, Normalizer
+from common.storage import GCSStorage, LocalStorage, StorageError, StoredAudio, open_storage
 from voice_model.repository import VoiceSpec, scan
 
 _LOGGER = logging.getLogger(__name__)
 
 # Errors that mean "the broker or the result backend cannot be reached right now".
 # (kombu's OperationalError is a KombuError; ConnectionError and TimeoutError are OSErrors.)
-_UNAVAILABLE = (KombuError, RedisError, OSError)
+UNAVAILABLE = (KombuError, RedisError, OSError)
 
 
 def _unavailable(what: str, exc: BaseException) -> ApiError:
@@ -37,6 +48,16 @@ def _unavailable(what: str, exc: BaseException) -> ApiError:
     )
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What ``submit`` did: a new job, an identical job already in flight, or a cache hit."""
+
+    job_id: str
+    coalesced: bool = False
+    cached: bool = False
+    view: dict[str, Any] | None = None
+
+
 @dataclass
 class JobService:
     """Everything the routes need, built once per API process."""
@@ -46,16 +67,23 @@ class JobService:
     storage: LocalStorage | GCSStorage
     voices: dict[int, VoiceSpec]
     normalizer: Normalizer
+    fleet: Fleet
+    inflight: Inflight
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
         repository = scan(settings.voice_dir)
+        celery = make_celery(settings, main="moksori-api")
         return cls(
             settings=settings,
-            celery=make_celery(settings, main="moksori-api"),
+            celery=celery,
             storage=open_storage(settings.storage_url),
             voices=repository.voices,
             normalizer=Normalizer(),
+            fleet=Fleet(celery, settings.queue, settings.publish_timeout),
+            inflight=open_inflight(
+                celery.backend, 2 * settings.task_time_limit, namespace=settings.queue
+            ),
         )
 
     def voice(self, member_id: int) -> VoiceSpec:
@@ -67,42 +95,123 @@ class JobService:
             )
         return voice
 
-    def submit(self, req: TextRequest) -> str:
-        """Queue a synthesis, return its job id; 4xx for bad input, 503 when the queue is down."""
+    def submit(self, req: TextRequest, base_url: str) -> Submission:
+        """Answer from the cache, join an identical job in flight, or queue a new synthesis.
+
+        4xx for bad input; 503 when no worker serves the member or the queue is down."""
         voice = self.voice(req.member_id)
-        if not self.normalizer.sentences(req.text, voice.characters):
+        sentences = self.normalizer.sentences(req.text, voice.characters)
+        if not sentences:
             raise ApiError(
                 422,
                 "unspeakable_text",
                 "text has nothing this voice can pronounce (no Korean, Latin letters or numbers).",
             )
+        key = speech_key(req.member_id, voice.version, sentences, self.settings.sentence_pause)
+        stored = self._lookup(key)
+        if stored is not None:
+            return self._from_cache(req, voice, stored, base_url)
+        self._require_worker(req.member_id)
         job_id = str(uuid.uuid4())
         backend = self.celery.backend
-        # Record the job before publishing: a worker may finish before we would get to it after.
+        # Record the job before publishing (a worker may finish before we would get to it after)
+        # and before claiming the key (a follower must never find a leader without a record).
         try:
             backend.store_result(job_id, {"member_id": req.member_id, "uuid": req.uuid}, QUEUED)
-        except _UNAVAILABLE as exc:
+            leader = self._claim(key, job_id)
+        except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
+        if leader is not None:
+            backend.forget(job_id)
+            _LOGGER.info("job %s joins job %s for member %s", job_id, leader, req.member_id)
+            return Submission(job_id=leader, coalesced=True)
+        message = JobMessage(
+            member_id=req.member_id,
+            text=req.text,
+            sentences=sentences,
+            voice_version=voice.version,
+            normalizer=NORMALIZER_VERSION,
+            uuid=req.uuid,
+            created_at=req.created_at,
+        )
         try:
             self.celery.send_task(
                 TASK_NAME,
-                kwargs={
-                    "member_id": req.member_id,
-                    "text": req.text,
-                    "uuid": req.uuid,
-                    "created_at": req.created_at,
-                },
+                kwargs=dict(message),
                 task_id=job_id,
-                queue=self.settings.queue,
+                queue=member_queue(self.settings.queue, req.member_id),
             )
-        except _UNAVAILABLE as exc:
-            try:
-                backend.forget(job_id)
-            except _UNAVAILABLE:
-                _LOGGER.warning("could not forget unpublished job %s", job_id)
+        except UNAVAILABLE as exc:
+            self._abandon(job_id, key)
             raise _unavailable("broker", exc) from exc
         _LOGGER.info("job %s queued for member %s", job_id, req.member_id)
-        return job_id
+        return Submission(job_id=job_id)
+
+    def _lookup(self, key: str) -> StoredAudio | None:
+        try:
+            return self.storage.lookup(key)
+        except StorageError as exc:  # storage down: synthesize; the worker's upload will retry
+            _LOGGER.warning("cache lookup failed, synthesizing instead: %s", exc)
+            return None
+
+    def _from_cache(
+        self, req: TextRequest, voice: VoiceSpec, stored: StoredAudio, base_url: str
+    ) -> Submission:
+        """A job born done: recorded (so its status URL works like any other) but never sent."""
+        job_id = str(uuid.uuid4())
+        result = SynthesisResult(
+            key=stored.key,
+            url=self.storage.url(stored.key, self.settings.public_url or base_url),
+            duration_s=stored.duration_s or 0.0,
+            sample_rate=voice.sample_rate,
+            member_id=req.member_id,
+            voice_version=voice.version,
+        )
+        try:
+            self.celery.backend.store_result(job_id, dict(result), "SUCCESS")
+        except UNAVAILABLE as exc:
+            raise _unavailable("result backend", exc) from exc
+        _LOGGER.info("job %s for member %s served from the cache", job_id, req.member_id)
+        view = {"job_id": job_id, "status": "done", "url": result["url"]}
+        view["duration_s"] = stored.duration_s
+        return Submission(job_id=job_id, cached=True, view=view)
+
+    def _require_worker(self, member_id: int) -> None:
+        try:
+            consumers = self.fleet.consumers(member_id)
+        except UNAVAILABLE as exc:
+            raise _unavailable("broker", exc) from exc
+        if consumers == 0:
+            raise ApiError(
+                503,
+                "member_unavailable",
+                f"No worker serves member {member_id} right now; try again later.",
+                headers={"Retry-After": "30"},
+            )
+
+    def _claim(self, key: str, job_id: str) -> str | None:
+        """None when ``job_id`` now leads ``key``; else the live job to join."""
+        for _ in range(3):
+            leader = self.inflight.claim(key, job_id)
+            if leader is None or leader == job_id:
+                return None
+            state = self.celery.backend.get_task_meta(leader).get("status", "PENDING")
+            if job_status(state) in {"queued", "running"}:
+                return leader
+            # Done (yet the object is gone), failed or expired: take the key over.
+            if self.inflight.replace(key, leader, job_id):
+                return None
+        return None  # contended three times: render it ourselves; the worker dedupes the upload
+
+    def _abandon(self, job_id: str, key: str) -> None:
+        """A job that could not be published: followers must see it fail, not wait forever."""
+        try:
+            self.inflight.release(key, job_id)
+            self.celery.backend.mark_as_failure(
+                job_id, RuntimeError("The job could not be queued: the broker was unreachable.")
+            )
+        except UNAVAILABLE:
+            _LOGGER.warning("could not record unpublished job %s as failed", job_id)
 
     def wait(self, job_id: str, timeout: float) -> None:
         """Block until the job ends or ``timeout`` passes."""
@@ -115,14 +224,14 @@ class JobService:
             stop_waiting = getattr(result.backend, "remove_pending_result", None)
             if stop_waiting is not None:
                 stop_waiting(result)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
 
     def status(self, job_id: str, base_url: str) -> dict[str, Any] | None:
         """The public view of a job, or None when no such job is known."""
         try:
             meta = self.celery.backend.get_task_meta(job_id)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
         status = job_status(meta.get("status", "PENDING"))
         if status is None:

@@ -37,7 +37,13 @@ class Settings:
     device: str = "auto"
     """``auto`` (CUDA when present), ``cuda`` or ``cpu``."""
     queue: str = "moksori"
-    """Name of the durable RabbitMQ queue the jobs go to."""
+    """Prefix of the durable RabbitMQ queues: member N's jobs go to ``<queue>.N``."""
+    members: tuple[int, ...] = ()
+    """Comma-separated member ids a worker loads and serves (its queues); empty: every voice."""
+    workers: int = 1
+    """Worker processes ``make run`` starts (one per GPU; on CPU, one per core at most)."""
+    torch_threads: int = 0
+    """Threads each worker process gives torch; 0 keeps torch's default (all cores)."""
     max_text_length: int = 1000
     """Longest accepted text, in characters."""
     max_content_length: int = 64 * 1024
@@ -81,6 +87,9 @@ class Settings:
         return cls(**values)
 
 
+_INT_LISTS = {"members"}
+
+
 def _parse(name: str, raw: str, default: Any) -> Any:
     """Convert one environment string to the type of its default, naming the variable on error."""
     try:
@@ -93,7 +102,8 @@ def _parse(name: str, raw: str, default: Any) -> Any:
         if isinstance(default, Path):
             return Path(raw).expanduser().resolve()
         if isinstance(default, tuple):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
+            parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+            return tuple(int(part) for part in parts) if name in _INT_LISTS else parts
     except ValueError as exc:
         raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {exc}") from None
     return raw

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from common.config import Settings
+from common.normalize import NORMALIZER_VERSION, join_sentences
+from common.storage import audio_key
 
 TASK_NAME = "moksori.synthesize"
 QUEUED = "QUEUED"
@@ -39,6 +42,42 @@ class SynthesisResult(TypedDict):
     sample_rate: int
     member_id: int
     voice_version: str
+
+
+class JobMessage(TypedDict):
+    """The task's keyword arguments: ids and text only, never audio.
+
+    ``sentences`` are the API's normalization of ``text`` for ``voice_version`` with normalizer
+    ``normalizer``; a worker whose voice or normalizer differs normalizes ``text`` again.
+    """
+
+    member_id: int
+    text: str
+    sentences: list[str]
+    voice_version: str
+    normalizer: str
+    uuid: str | None
+    created_at: str | None
+
+
+def member_queue(prefix: str, member_id: int) -> str:
+    """The durable queue holding member ``member_id``'s jobs (workers consume their members')."""
+    return f"{prefix}.{int(member_id)}"
+
+
+def queue_declaration(name: str) -> Queue:
+    """A member queue exactly as Celery declares a missing queue when the API first publishes
+    to it (a direct exchange of the same name), so API and worker never disagree on it."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
+
+
+def speech_key(member_id: int, voice_version: str, sentences: list[str], pause_s: float) -> str:
+    """The cache key of one rendering: member, voice version, normalizer version, pause and the
+    normalized sentences. Anything that changes the audio changes the key."""
+    identity = "\x00".join(
+        (f"normalizer={NORMALIZER_VERSION}", f"pause={pause_s:g}", join_sentences(sentences))
+    )
+    return audio_key(member_id, voice_version, identity)
 
 
 def job_status(state: str) -> str | None:

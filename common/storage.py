@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tempfile
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -37,14 +38,25 @@ def audio_key(member_id: int, voice_version: str, normalized_text: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class StoredAudio:
+    """What the cache needs to know of an object that is really there."""
+
+    key: str
+    duration_s: float | None
+
+
 class Storage(Protocol):
     """What the worker and the API need from a storage backend."""
 
-    def put(self, key: str, data: bytes, content_type: str) -> None:
+    def put(self, key: str, data: bytes, content_type: str, duration_s: float | None) -> None:
         """Store ``data`` under ``key`` unless it is already there."""
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
+
+    def lookup(self, key: str) -> StoredAudio | None:
+        """The stored object under ``key``, or None when there is none (deleted or never made)."""
 
     def url(self, key: str, base_url: str = "") -> str:
         """A URL a browser can fetch ``key`` from (``base_url``: the API's, for local files)."""
@@ -73,7 +85,13 @@ class LocalStorage:
             return None  # a symlink somewhere on the way
         return resolved
 
-    def put(self, key: str, data: bytes, content_type: str = "audio/wav") -> None:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "audio/wav",
+        duration_s: float | None = None,
+    ) -> None:
         path = self.path_for(key)
         if path is None:
             raise StorageError(f"invalid key {key!r}")
@@ -95,6 +113,20 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         path = self.path_for(key)
         return path is not None and path.is_file()
+
+    def lookup(self, key: str) -> StoredAudio | None:
+        """Reads the duration from the WAV header (a few hundred bytes), so no sidecar is needed."""
+        path = self.path_for(key)
+        if path is None:
+            return None
+        try:
+            with wave.open(str(path), "rb") as wav:
+                duration = wav.getnframes() / wav.getframerate()
+        except FileNotFoundError:
+            return None
+        except (OSError, EOFError, wave.Error, ZeroDivisionError):
+            return StoredAudio(key, None) if path.is_file() else None
+        return StoredAudio(key, round(duration, 3))
 
     def url(self, key: str, base_url: str = "") -> str:
         return f"{base_url.rstrip('/')}/media/{key}"
@@ -124,10 +156,18 @@ class GCSStorage:
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, data: bytes, content_type: str = "audio/wav") -> None:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "audio/wav",
+        duration_s: float | None = None,
+    ) -> None:
         from google.api_core import exceptions
 
         blob = self._bucket.blob(self._name(key))
+        if duration_s is not None:
+            blob.metadata = {"duration_s": f"{duration_s:.3f}"}
         try:
             blob.upload_from_string(
                 data,
@@ -144,6 +184,22 @@ class GCSStorage:
 
     def exists(self, key: str) -> bool:
         return self._bucket.blob(self._name(key)).exists(retry=self._retry, timeout=self._timeout)
+
+    def lookup(self, key: str) -> StoredAudio | None:
+        from google.api_core import exceptions
+
+        try:
+            blob = self._bucket.get_blob(self._name(key), retry=self._retry, timeout=self._timeout)
+        except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
+            raise StorageError(f"lookup of {key} failed: {exc}") from exc
+        if blob is None:
+            return None
+        raw = (blob.metadata or {}).get("duration_s")
+        try:
+            duration = float(raw) if raw is not None else None
+        except ValueError:
+            duration = None
+        return StoredAudio(key, duration)
 
     def url(self, key: str, base_url: str = "") -> str:
         return self._bucket.blob(self._name(key)).public_url

@@ -99,10 +99,16 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def commands(settings: Settings) -> list[Child]:
-    return [
-        Child("worker", worker_argv(f"moksori@{socket.gethostname()}")),
-        Child("api", api_argv(settings.host, settings.port)),
+    """``MOKSORI_WORKERS`` worker processes (each holding every voice) and the API."""
+    count = max(1, settings.workers)
+    workers = [
+        Child(
+            "worker" if count == 1 else f"work{index}",
+            worker_argv(f"moksori{index}@{socket.gethostname()}"),
+        )
+        for index in range(1, count + 1)
     ]
+    return [*workers, Child("api", api_argv(settings.host, settings.port))]
 
 
 def supervise(children: list[Child], stop: threading.Event) -> None:

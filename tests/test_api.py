@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from kombu import Connection
+from kombu import Connection, Consumer
 
 from api import create_app
+from common.jobs import member_queue, queue_declaration
+from common.normalize import NORMALIZER_VERSION
 from common.storage import audio_key
 from tests.conftest import BACKEND_URL, BROKER_URL, REPO, base_env, free_port
 
@@ -53,11 +59,43 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def broker_queue(services: None, queue_name: str) -> Iterator[str]:
-    """The test's queue on the real RabbitMQ, deleted afterwards with anything left in it."""
+    """The test's queue prefix on the real RabbitMQ; its member queues are deleted afterwards
+    with anything left in them."""
     yield queue_name
     with Connection(BROKER_URL) as conn:
         channel = conn.channel()
-        channel.queue_delete(queue_name)
+        for name in [queue_name, *(member_queue(queue_name, m) for m in range(1, 5))]:
+            channel.queue_delete(name)
+
+
+@dataclass
+class Listener:
+    """A stand-in worker on the real broker: consumes members 1-3's queues, never acks."""
+
+    connection: Connection
+    bodies: list[Any]
+
+    def next_body(self, timeout: float = 5.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while not self.bodies and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError, socket.timeout):
+                self.connection.drain_events(timeout=0.2)
+        return self.bodies.pop(0)
+
+
+@pytest.fixture
+def listener(broker_queue: str) -> Iterator[Listener]:
+    with Connection(BROKER_URL) as conn:
+        channel = conn.channel()
+        channel.basic_qos(0, 1, False)
+        bodies: list[Any] = []
+        queues = [queue_declaration(member_queue(broker_queue, m)) for m in (1, 2, 3)]
+        consumer = Consumer(
+            channel, queues, accept=["json"], callbacks=[lambda body, _msg: bodies.append(body)]
+        )
+        consumer.consume()
+        yield Listener(conn, bodies)
+        consumer.cancel()
 
 
 def post(client: FlaskClient, body: object, query: str = "", **kwargs: object):
@@ -78,8 +116,8 @@ def test_healthz(client: FlaskClient) -> None:
     assert response.get_json() == {"status": "ok"}
 
 
-def test_members(client: FlaskClient) -> None:
-    """It lists each served voice's id, name, sample rate and version."""
+def test_members(client: FlaskClient, listener: Listener) -> None:
+    """It lists each voice's id, name, sample rate, version, and whether a worker serves it."""
     members = client.get("/api/members").get_json()["members"]
     assert [m["id"] for m in members] == [1, 2, 3, 4]
     assert members[1] == {
@@ -88,7 +126,19 @@ def test_members(client: FlaskClient) -> None:
         "sample_rate": 16000,
         "version": "2026.11.1",
         "vocoder": "griffin-lim",
+        "served": True,
     }
+    assert members[3]["served"] is False  # the listener does not consume member 4's queue
+
+
+def test_unserved_member_is_a_quick_503(client: FlaskClient, listener: Listener) -> None:
+    """A member whose queue nobody consumes is refused at once, not queued forever."""
+    started = time.monotonic()
+    response = post(client, {"member_id": 4, "text": "안녕"}, "?wait=5")
+    assert time.monotonic() - started < 1
+    assert_error(response, 503, "member_unavailable")
+    assert response.headers["Retry-After"]
+    assert not listener.bodies
 
 
 @pytest.mark.parametrize(
@@ -173,8 +223,9 @@ def test_unknown_job_is_404(client: FlaskClient, job_id: str, code: str) -> None
     assert_error(client.get(f"/api/jobs/{job_id}"), 404, code)
 
 
-def test_accepted_job_is_queued(client: FlaskClient, broker_queue: str) -> None:
-    """A valid text is published to RabbitMQ and answered 202 with a status URL."""
+def test_accepted_job_is_queued(client: FlaskClient, listener: Listener) -> None:
+    """A valid text is published to its member's RabbitMQ queue (ids and text only) and answered
+    202 with a status URL."""
     body = {
         "member_id": 1,
         "text": "안녕하세요!",
@@ -189,14 +240,23 @@ def test_accepted_job_is_queued(client: FlaskClient, broker_queue: str) -> None:
     assert data["member_id"] == 1
     assert data["created_at"] == "2022-08-22"
     assert response.headers["Location"] == data["status_url"] == f"/api/jobs/{data['job_id']}"
+    assert data["cached"] is False
     status = client.get(data["status_url"]).get_json()
     assert status == {"job_id": data["job_id"], "status": "queued"}
-    with Connection(BROKER_URL) as conn:
-        _, count, _ = conn.channel().queue_declare(broker_queue, passive=True)
-    assert count == 1
+    _args, kwargs, _embed = listener.next_body()
+    assert kwargs == {
+        "member_id": 1,
+        "text": "안녕하세요!",
+        "sentences": [kwargs["sentences"][0]],
+        "voice_version": "g2500-h300",
+        "normalizer": NORMALIZER_VERSION,
+        "uuid": body["uuid"],
+        "created_at": "2022-08-22",
+    }
+    assert kwargs["sentences"][0].startswith("\u110b\u1161\u11ab")  # 안 in conjoining jamo
 
 
-def test_defaults_for_uuid_and_created_at(client: FlaskClient, broker_queue: str) -> None:
+def test_defaults_for_uuid_and_created_at(client: FlaskClient, listener: Listener) -> None:
     """uuid and created_at are generated when absent; member_id may be a digit string."""
     data = post(client, {"member_id": "2", "text": "안녕"}).get_json()
     assert uuid.UUID(data["uuid"])
@@ -204,8 +264,8 @@ def test_defaults_for_uuid_and_created_at(client: FlaskClient, broker_queue: str
     assert data["member_id"] == 2
 
 
-def test_wait_times_out_to_202(client: FlaskClient, broker_queue: str) -> None:
-    """With nobody consuming, ?wait=1 gives up after about a second and answers 202."""
+def test_wait_times_out_to_202(client: FlaskClient, listener: Listener) -> None:
+    """With a worker that never finishes, ?wait=1 gives up after about a second: 202."""
     started = time.monotonic()
     response = post(client, {"member_id": 1, "text": "안녕"}, "?wait=1")
     assert response.status_code == 202
@@ -214,7 +274,7 @@ def test_wait_times_out_to_202(client: FlaskClient, broker_queue: str) -> None:
 
 @pytest.mark.parametrize("down", ["broker_url", "result_backend"])
 def test_unreachable_dependency_is_a_quick_503(
-    voice_dir: Path, tmp_path: Path, services: None, down: str
+    voice_dir: Path, tmp_path: Path, broker_queue: str, listener: Listener, down: str
 ) -> None:
     """With RabbitMQ or Redis unreachable the API answers 503 within seconds, never a fake 202."""
     port = free_port()
@@ -222,7 +282,9 @@ def test_unreachable_dependency_is_a_quick_503(
         "broker_url": f"amqp://guest:guest@127.0.0.1:{port}//",
         "result_backend": f"redis://127.0.0.1:{port}/0",
     }[down]
-    client = build_app(voice_dir, tmp_path, publish_timeout=1.0, **{down: dead}).test_client()
+    client = build_app(
+        voice_dir, tmp_path, publish_timeout=1.0, queue=broker_queue, **{down: dead}
+    ).test_client()
     started = time.monotonic()
     response = post(client, {"member_id": 1, "text": "안녕"})
     assert time.monotonic() - started < 8
@@ -311,7 +373,9 @@ def test_api_never_imports_torch(voice_dir: Path, tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True, timeout=120)
 
 
-def test_sql_result_backend_tracks_jobs(voice_dir: Path, tmp_path: Path, broker_queue: str) -> None:
+def test_sql_result_backend_tracks_jobs(
+    voice_dir: Path, tmp_path: Path, broker_queue: str, listener: Listener
+) -> None:
     """A SQL result backend (shared by API processes on one host) also knows queued vs unknown."""
     app = build_app(
         voice_dir,

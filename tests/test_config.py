@@ -54,3 +54,11 @@ def test_readme_documents_every_setting() -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     for name in Settings.__dataclass_fields__:
         assert f"MOKSORI_{name.upper()}" in readme, name
+
+
+def test_members_are_a_list_of_ids() -> None:
+    """MOKSORI_MEMBERS=1,2 names the voices a worker serves; anything else is refused."""
+    assert Settings.from_env({"MOKSORI_MEMBERS": "1, 2"}).members == (1, 2)
+    assert Settings.from_env({}).members == ()
+    with pytest.raises(ValueError, match="MOKSORI_MEMBERS='1,two'"):
+        Settings.from_env({"MOKSORI_MEMBERS": "1,two"})

@@ -17,6 +17,9 @@ import pytest
 import requests
 from kombu import Connection
 
+from common.config import Settings
+from common.jobs import TASK_NAME, make_celery, member_queue
+from common.storage import LocalStorage, open_storage
 from tests.conftest import BROKER_URL, REPO, Process, base_env, start_api, start_worker
 
 pytestmark = pytest.mark.integration
@@ -56,7 +59,9 @@ def stack(
     api.stop()
     worker.stop()
     with Connection(BROKER_URL) as conn:
-        conn.channel().queue_delete(queue)
+        channel = conn.channel()
+        for name in [queue, *(member_queue(queue, m) for m in range(1, 5))]:
+            channel.queue_delete(name)
 
 
 def fetch_wav(url: str) -> wave.Wave_read:
@@ -132,20 +137,127 @@ def test_concurrent_requests_all_finish(stack: Stack) -> None:
     assert len({r.json()["url"] for r in responses}) == len(bodies)
 
 
-def test_failed_synthesis_reports_a_reason_and_worker_keeps_serving(stack: Stack) -> None:
-    """A voice that failed to load makes its jobs fail with the reason; other jobs still succeed."""
+def test_voice_that_failed_to_load_is_not_served(stack: Stack) -> None:
+    """The worker stops consuming the queue of a voice it could not load: /api/members says
+    so and the API answers 503 at once instead of queuing a job nobody will run."""
     assert "voice for member 4" in stack.worker.output()  # reported at start-up
-    failed = requests.post(
+    stack.worker.wait_for("stopped consuming", timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        members = requests.get(f"{stack.base}/api/members", timeout=10).json()["members"]
+        served = {m["id"]: m["served"] for m in members}
+        if served[4] is False:
+            break
+        time.sleep(0.5)
+    assert served == {1: True, 2: True, 3: True, 4: False}
+    refused = requests.post(
         f"{stack.base}/api/texts?wait=30", json={"member_id": 4, "text": "안녕"}, timeout=40
-    ).json()
-    assert failed["status"] == "failed"
-    assert "member 4" in failed["error"] and "failed to load" in failed["error"]
-    status = requests.get(f"{stack.base}/api/jobs/{failed['job_id']}", timeout=10).json()
+    )
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "member_unavailable"
+
+
+def test_failed_job_reports_a_reason_and_worker_keeps_serving(stack: Stack) -> None:
+    """A job the worker cannot do (here: text with nothing to pronounce, sent straight to the
+    queue) fails with a plain reason at its status URL; the next job still succeeds."""
+    celery = make_celery(Settings.from_env(stack.env), main="test-client")
+    job = celery.send_task(
+        TASK_NAME,
+        kwargs={"member_id": 1, "text": "🙂🙂"},
+        queue=member_queue(stack.env["MOKSORI_QUEUE"], 1),
+    )
+    job.get(timeout=30, propagate=False)
+    celery.close()
+    status = requests.get(f"{stack.base}/api/jobs/{job.id}", timeout=10).json()
     assert status["status"] == "failed"
+    assert "nothing this voice can pronounce" in status["error"]
     ok = requests.post(
         f"{stack.base}/api/texts?wait=30", json={"member_id": 2, "text": "괜찮아요"}, timeout=40
     )
     assert ok.json()["status"] == "done"
+
+
+def syntheses(stack: Stack, key: str) -> int:
+    """How many times the worker synthesized ``key`` (it logs each synthesis with its key)."""
+    return sum(1 for line in stack.worker.output().splitlines() if "RTF" in line and key in line)
+
+
+def tasks_run(stack: Stack) -> int:
+    celery = make_celery(Settings.from_env(stack.env), main="test-client")
+    try:
+        stats = celery.control.inspect([stack.worker.hostname], timeout=5).stats()
+    finally:
+        celery.close()
+    return stats[stack.worker.hostname]["total"].get(TASK_NAME, 0)
+
+
+def key_of(url: str) -> str:
+    return url[url.index("wav/") :]
+
+
+def test_repeat_is_answered_from_storage_without_a_task(stack: Stack) -> None:
+    """Text already synthesized for that member and voice version: 200 with its URL at once,
+    no task sent; its status URL works like any job's."""
+    text = {"member_id": 1, "text": "다시 들어도 같은 목소리입니다."}
+    first = requests.post(f"{stack.base}/api/texts?wait=30", json=text, timeout=40).json()
+    assert first["status"] == "done" and first["cached"] is False
+    before = tasks_run(stack)
+    repeats = [requests.post(f"{stack.base}/api/texts", json=text, timeout=10) for _ in range(5)]
+    assert {r.status_code for r in repeats} == {200}
+    for response in repeats:
+        body = response.json()
+        assert body["cached"] is True
+        assert body["status"] == "done"
+        assert body["url"] == first["url"]
+        assert body["duration_s"] == pytest.approx(first["duration_s"], abs=0.002)
+        status = requests.get(stack.base + body["status_url"], timeout=10).json()
+        assert status["status"] == "done" and status["url"] == first["url"]
+    assert tasks_run(stack) == before
+    assert syntheses(stack, key_of(first["url"])) == 1
+
+
+def delete_object(stack: Stack, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "STORAGE_EMULATOR_HOST" in stack.env:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", stack.env["STORAGE_EMULATOR_HOST"])
+    storage = open_storage(stack.env["MOKSORI_STORAGE_URL"])
+    if isinstance(storage, LocalStorage):
+        path = storage.path_for(key)
+        assert path is not None
+        path.unlink()
+    else:
+        storage._bucket.blob(storage._name(key)).delete()
+    assert not storage.exists(key)
+
+
+def test_deleted_object_is_synthesized_again(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached object that was deleted from storage is rendered again, never a dead URL."""
+    text = {"member_id": 3, "text": "지워진 파일은 다시 만듭니다."}
+    first = requests.post(f"{stack.base}/api/texts?wait=30", json=text, timeout=40).json()
+    assert first["status"] == "done"
+    key = key_of(first["url"])
+    delete_object(stack, key, monkeypatch)
+    again = requests.post(f"{stack.base}/api/texts?wait=30", json=text, timeout=40).json()
+    assert again["status"] == "done" and again["cached"] is False
+    assert again["url"] == first["url"]
+    assert syntheses(stack, key) == 2
+    with fetch_wav(again["url"]) as wav:
+        assert wav.getnframes() > 0
+
+
+def test_identical_requests_in_flight_share_one_synthesis(stack: Stack) -> None:
+    """Many clients asking for the same new text at once: one synthesis, one URL for all."""
+    text = {"member_id": 2, "text": "모두 같은 문장을 동시에 요청합니다."}
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(
+            pool.map(
+                lambda _: requests.post(f"{stack.base}/api/texts?wait=30", json=text, timeout=40),
+                range(12),
+            )
+        )
+    bodies = [r.json() for r in responses]
+    assert {b["status"] for b in bodies} == {"done"}, bodies
+    assert len({b["url"] for b in bodies}) == 1
+    assert syntheses(stack, key_of(bodies[0]["url"])) == 1
 
 
 def test_celery_cli_sees_the_worker(stack: Stack) -> None:

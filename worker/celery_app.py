@@ -1,27 +1,70 @@
 """The worker's Celery app: ``celery -A worker.celery_app worker``.
 
 Importing this module configures Celery and nothing else; voices load when a worker process
-starts (``worker_process_init``).
+starts (``worker_process_init``). The worker consumes one durable queue per member it serves
+(``MOKSORI_MEMBERS``, default every voice in the repository), so a fleet can split voices across
+machines and the API can tell when nobody serves a member.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 from celery.signals import worker_process_init
+from kombu.exceptions import KombuError
 
 from common.config import Settings
-from common.jobs import make_celery
+from common.jobs import make_celery, member_queue, queue_declaration
 from worker import runtime
 
-app = make_celery(Settings.from_env())
+_LOGGER = logging.getLogger(__name__)
+
+_SETTINGS = Settings.from_env()
+SERVED_MEMBERS = sorted(runtime.served_repository(_SETTINGS).voices)
+
+app = make_celery(_SETTINGS)
 app.conf.update(
     include=["worker.tasks"],
     # Loading every voice happens inside the pool's process start-up; give it time.
     worker_proc_alive_timeout=600,
+    # With no voice to serve, consume the bare prefix queue (nothing is routed there) so the
+    # worker still starts, reports its errors and answers `celery inspect`.
+    task_queues=[queue_declaration(member_queue(_SETTINGS.queue, m)) for m in SERVED_MEMBERS]
+    or [queue_declaration(_SETTINGS.queue)],
 )
 
 
 @worker_process_init.connect
-def _load_voices(**_: Any) -> None:
-    runtime.start(Settings.from_env())
+def _load_voices(sender: Any = None, **_: Any) -> None:
+    pipeline = runtime.start(Settings.from_env())
+    failed = [m for m in SERVED_MEMBERS if m not in pipeline.bank.voices]
+    if failed and isinstance(sender, str):
+        # Stop taking jobs for voices this process could not load, so another worker (or a
+        # 503 from the API) answers them instead of this one failing each.
+        queues = [member_queue(_SETTINGS.queue, m) for m in failed]
+        threading.Thread(
+            target=_cancel_consumers, args=(sender, queues), name="cancel-consumers", daemon=True
+        ).start()
+
+
+def _cancel_consumers(hostname: str, queues: list[str], attempts: int = 60) -> None:
+    """Ask our own worker to stop consuming ``queues``; it only listens for control commands
+    once the pool (loading voices right now) has started, so retry until it replies."""
+    for queue in queues:
+        for _ in range(attempts):
+            try:
+                replies = app.control.cancel_consumer(
+                    queue, destination=[hostname], reply=True, timeout=1.0
+                )
+            except (OSError, KombuError) as exc:  # broker hiccups: try again
+                _LOGGER.debug("cancel_consumer %s: %s", queue, exc)
+                replies = []
+            if replies:
+                _LOGGER.warning("stopped consuming %s: its voice did not load", queue)
+                break
+            time.sleep(1.0)
+        else:
+            _LOGGER.error("could not stop consuming %s; its jobs will fail here", queue)

@@ -12,7 +12,7 @@ import time
 from common.config import Settings
 from common.normalize import Normalizer
 from common.storage import open_storage
-from voice_model.repository import scan
+from voice_model.repository import Repository, scan
 from worker.synthesis import Pipeline
 from worker.voices import load_bank, resolve_device
 
@@ -28,7 +28,11 @@ def start(settings: Settings) -> Pipeline:
     # Coqui logs every input sentence at INFO; users' text stays out of our logs.
     logging.getLogger("TTS").setLevel(logging.WARNING)
     device = resolve_device(settings.device)
-    repository = scan(settings.voice_dir)
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    repository = served_repository(settings)
     normalizer = Normalizer()
     normalizer.warm_up()
     bank = load_bank(repository, device)
@@ -49,6 +53,21 @@ def start(settings: Settings) -> Pipeline:
         time.perf_counter() - started,
     )
     return _PIPELINE
+
+
+def served_repository(settings: Settings) -> Repository:
+    """The voice repository narrowed to ``MOKSORI_MEMBERS`` (all of it when that is empty)."""
+    repository = scan(settings.voice_dir)
+    if not settings.members:
+        return repository
+    wanted = set(settings.members)
+    missing = wanted - set(repository.voices)
+    errors = dict(repository.errors)
+    for member_id in sorted(missing):
+        errors.setdefault(f"member {member_id}", "named by MOKSORI_MEMBERS, not in the repository")
+    return Repository(
+        voices={m: v for m, v in repository.voices.items() if m in wanted}, errors=errors
+    )
 
 
 def current() -> Pipeline:

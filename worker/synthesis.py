@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.jobs import SynthesisResult
-from common.normalize import Normalizer, join_sentences
-from common.storage import GCSStorage, LocalStorage, audio_key
+from common.jobs import SynthesisResult, speech_key
+from common.normalize import Normalizer
+from common.storage import GCSStorage, LocalStorage
 from worker.voices import LoadedVoice, VoiceBank
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,20 +87,31 @@ class Pipeline:
             )
         return voice
 
-    def run(self, member_id: int, text: str) -> SynthesisResult:
-        """Normalize, synthesize, encode and store; returns the object's key and URL."""
+    def run(
+        self,
+        member_id: int,
+        text: str,
+        sentences: list[str] | None = None,
+        voice_version: str | None = None,
+    ) -> SynthesisResult:
+        """Normalize, synthesize, encode and store; returns the object's key and URL.
+
+        ``sentences`` normalized by the API for ``voice_version`` are reused when this worker
+        holds the same version. A key already stored (a duplicate delivery, or a twin job that
+        slipped past the API's coalescing) is returned without synthesizing again."""
         started = time.perf_counter()
         voice = self.voice(member_id)
-        sentences = normalize(self.normalizer, text, voice)
-        key = audio_key(
-            member_id,
-            voice.spec.version,
-            f"{join_sentences(sentences)}\x00pause={self.sentence_pause}",
-        )
+        if not sentences or voice_version != voice.spec.version:
+            sentences = normalize(self.normalizer, text, voice)
+        key = speech_key(member_id, voice.spec.version, sentences, self.sentence_pause)
+        stored = self.storage.lookup(key)
+        if stored is not None and stored.duration_s is not None:
+            _LOGGER.info("member %s: %s already stored, not synthesized again", member_id, key)
+            return self._result(voice, key, stored.duration_s)
         samples = synthesize(voice, sentences, self.sentence_pause)
         wav = encode_wav(samples, voice.sample_rate)
-        self.storage.put(key, wav, "audio/wav")
         duration = samples.size / voice.sample_rate
+        self.storage.put(key, wav, "audio/wav", round(duration, 3))
         elapsed = time.perf_counter() - started
         _LOGGER.info(
             "member %s: %d sentence(s), %.2f s of audio in %.2f s (RTF %.3f) -> %s",
@@ -111,11 +122,14 @@ class Pipeline:
             elapsed / duration if duration else 0.0,
             key,
         )
+        return self._result(voice, key, duration)
+
+    def _result(self, voice: LoadedVoice, key: str, duration_s: float) -> SynthesisResult:
         return SynthesisResult(
             key=key,
             url=self.storage.url(key),
-            duration_s=round(duration, 3),
+            duration_s=round(duration_s, 3),
             sample_rate=voice.sample_rate,
-            member_id=member_id,
+            member_id=voice.spec.member_id,
             voice_version=voice.spec.version,
         )

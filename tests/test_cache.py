@@ -1,0 +1,77 @@
+"""The cache key and the in-flight registry that make repeats and twins cost no synthesis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from api.inflight import LocalInflight, RedisInflight
+from common import jobs
+from tests.conftest import BACKEND_URL
+
+SENTENCES = ["\u110b\u1161\u11ab\u1102\u1167\u11bc"]
+
+
+def test_key_changes_with_everything_that_changes_the_audio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Member, voice version, normalizer version, pause and text each change the key."""
+    base = jobs.speech_key(1, "v1", SENTENCES, 0.25)
+    assert base == jobs.speech_key(1, "v1", list(SENTENCES), 0.25)
+    assert base != jobs.speech_key(2, "v1", SENTENCES, 0.25)
+    assert base != jobs.speech_key(1, "v2", SENTENCES, 0.25)
+    assert base != jobs.speech_key(1, "v1", SENTENCES, 0.5)
+    assert base != jobs.speech_key(1, "v1", [*SENTENCES, "."], 0.25)
+    monkeypatch.setattr(jobs, "NORMALIZER_VERSION", "next")
+    assert base != jobs.speech_key(1, "v1", SENTENCES, 0.25)
+
+
+@pytest.fixture(params=["local", "redis"])
+def registry(request: pytest.FixtureRequest) -> LocalInflight | RedisInflight:
+    if request.param == "local":
+        return LocalInflight(ttl_s=60)
+    request.getfixturevalue("services")
+    client = redis.Redis.from_url(BACKEND_URL)
+    request.addfinalizer(client.close)
+    return RedisInflight(client, ttl_s=60, namespace=f"test-{uuid.uuid4().hex[:8]}")
+
+
+def test_first_claim_leads_later_ones_follow(registry: LocalInflight | RedisInflight) -> None:
+    assert registry.claim("k", "job-a") is None
+    assert registry.claim("k", "job-b") == "job-a"
+    assert registry.claim("other", "job-c") is None
+
+
+def test_a_dead_leader_is_replaced_once(registry: LocalInflight | RedisInflight) -> None:
+    """Two followers finding the same dead leader: only one takes over."""
+    registry.claim("k", "dead")
+    assert registry.replace("k", "dead", "b") is True
+    assert registry.replace("k", "dead", "c") is False
+    assert registry.claim("k", "d") == "b"
+
+
+def test_release_only_by_the_leader(registry: LocalInflight | RedisInflight) -> None:
+    registry.claim("k", "a")
+    registry.release("k", "someone-else")
+    assert registry.claim("k", "b") == "a"
+    registry.release("k", "a")
+    assert registry.claim("k", "b") is None
+
+
+def test_namespaces_keep_deployments_apart(services: None) -> None:
+    client = redis.Redis.from_url(BACKEND_URL)
+    try:
+        one = RedisInflight(client, 60, namespace=f"one-{uuid.uuid4().hex[:8]}")
+        two = RedisInflight(client, 60, namespace=f"two-{uuid.uuid4().hex[:8]}")
+        assert one.claim("k", "a") is None
+        assert two.claim("k", "b") is None
+    finally:
+        client.close()
+
+
+def test_local_entries_expire() -> None:
+    registry = LocalInflight(ttl_s=0)
+    registry.claim("k", "a")
+    assert registry.claim("k", "b") is None
