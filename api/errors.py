@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,6 +33,25 @@ def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
+DISCARD_FACTOR = 16
+
+
+def _discard_body(limit: int | None) -> None:
+    """Read and drop a refused body of up to 16x the limit, so the client's keep-alive
+    connection stays usable for its next request (gunicorn itself drains only 64 KiB and then
+    drops the connection, which the client sees as a reset on its *next* request)."""
+    length = request.content_length or 0
+    if not limit or length > DISCARD_FACTOR * limit:
+        return
+    stream = request.environ.get("wsgi.input")
+    remaining = length
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(remaining, 65536))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
 def init_app(app: Flask) -> None:
     """Register handlers so no route, including Flask's own 404/405/413, answers in HTML."""
 
@@ -49,6 +68,7 @@ def init_app(app: Flask) -> None:
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"The request body is larger than the limit of {limit} bytes."
+            _discard_body(limit)
         response = error_response(status, _http_code(exc), message)
         for name, value in exc.get_headers():
             if name.lower() != "content-type":

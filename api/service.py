@@ -27,7 +27,7 @@ from common.jobs import (
     member_queue,
     speech_key,
 )
-from common.normalize import NORMALIZER_VERSION, Normalizer
+from common.normalize import pronounceable
 from common.storage import GCSStorage, LocalStorage, StorageError, StoredAudio, open_storage
 from voice_model.repository import VoiceSpec, scan
 
@@ -66,7 +66,6 @@ class JobService:
     celery: Celery
     storage: LocalStorage | GCSStorage
     voices: dict[int, VoiceSpec]
-    normalizer: Normalizer
     fleet: Fleet
     inflight: Inflight
 
@@ -79,7 +78,6 @@ class JobService:
             celery=celery,
             storage=open_storage(settings.storage_url),
             voices=repository.voices,
-            normalizer=Normalizer(),
             fleet=Fleet(celery, settings.queue, settings.publish_timeout),
             inflight=open_inflight(
                 celery.backend, 2 * settings.task_time_limit, namespace=settings.queue
@@ -100,14 +98,13 @@ class JobService:
 
         4xx for bad input; 503 when no worker serves the member or the queue is down."""
         voice = self.voice(req.member_id)
-        sentences = self.normalizer.sentences(req.text, voice.characters)
-        if not sentences:
+        if not pronounceable(req.text):
             raise ApiError(
                 422,
                 "unspeakable_text",
                 "text has nothing this voice can pronounce (no Korean, Latin letters or numbers).",
             )
-        key = speech_key(req.member_id, voice.version, sentences, self.settings.sentence_pause)
+        key = speech_key(req.member_id, voice.version, req.text, self.settings.sentence_pause)
         stored = self._lookup(key)
         if stored is not None:
             return self._from_cache(req, voice, stored, base_url)
@@ -121,18 +118,15 @@ class JobService:
             leader = self._claim(key, job_id)
         except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
+        if isinstance(leader, StoredAudio):  # a twin finished while we looked
+            backend.forget(job_id)
+            return self._from_cache(req, voice, leader, base_url)
         if leader is not None:
             backend.forget(job_id)
             _LOGGER.info("job %s joins job %s for member %s", job_id, leader, req.member_id)
             return Submission(job_id=leader, coalesced=True)
         message = JobMessage(
-            member_id=req.member_id,
-            text=req.text,
-            sentences=sentences,
-            voice_version=voice.version,
-            normalizer=NORMALIZER_VERSION,
-            uuid=req.uuid,
-            created_at=req.created_at,
+            member_id=req.member_id, text=req.text, uuid=req.uuid, created_at=req.created_at
         )
         try:
             self.celery.send_task(
@@ -166,6 +160,7 @@ class JobService:
             sample_rate=voice.sample_rate,
             member_id=req.member_id,
             voice_version=voice.version,
+            synthesis_s=0.0,
         )
         try:
             self.celery.backend.store_result(job_id, dict(result), "SUCCESS")
@@ -189,16 +184,21 @@ class JobService:
                 headers={"Retry-After": "30"},
             )
 
-    def _claim(self, key: str, job_id: str) -> str | None:
-        """None when ``job_id`` now leads ``key``; else the live job to join."""
+    def _claim(self, key: str, job_id: str) -> str | StoredAudio | None:
+        """None when ``job_id`` now leads ``key``; else the live job to join, or the stored
+        object when the job that leads ``key`` finished since we looked it up."""
         for _ in range(3):
             leader = self.inflight.claim(key, job_id)
             if leader is None or leader == job_id:
                 return None
-            state = self.celery.backend.get_task_meta(leader).get("status", "PENDING")
-            if job_status(state) in {"queued", "running"}:
+            status = job_status(self.celery.backend.get_task_meta(leader).get("status", ""))
+            if status in {"queued", "running"}:
                 return leader
-            # Done (yet the object is gone), failed or expired: take the key over.
+            if status == "done":
+                stored = self._lookup(key)
+                if stored is not None:
+                    return stored
+            # Done yet the object is gone, failed or expired: take the key over.
             if self.inflight.replace(key, leader, job_id):
                 return None
         return None  # contended three times: render it ourselves; the worker dedupes the upload

@@ -6,5 +6,3 @@ from api import create_app
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 app = create_app()
-# Load g2pK's dictionary while the process boots, not during the first client's request.
-app.extensions["moksori"].normalizer.warm_up()

@@ -14,7 +14,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from common.config import Settings
-from common.normalize import NORMALIZER_VERSION, join_sentences
+from common.normalize import NORMALIZER_VERSION, canonical
 from common.storage import audio_key
 
 TASK_NAME = "moksori.synthesize"
@@ -42,20 +42,16 @@ class SynthesisResult(TypedDict):
     sample_rate: int
     member_id: int
     voice_version: str
+    synthesis_s: float
+    """Seconds the model took (normalize + synthesize; 0 when the object was already stored):
+    what the service adds is the client's wait minus this."""
 
 
 class JobMessage(TypedDict):
-    """The task's keyword arguments: ids and text only, never audio.
-
-    ``sentences`` are the API's normalization of ``text`` for ``voice_version`` with normalizer
-    ``normalizer``; a worker whose voice or normalizer differs normalizes ``text`` again.
-    """
+    """The task's keyword arguments: ids and text only, never audio."""
 
     member_id: int
     text: str
-    sentences: list[str]
-    voice_version: str
-    normalizer: str
     uuid: str | None
     created_at: str | None
 
@@ -71,11 +67,12 @@ def queue_declaration(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
 
 
-def speech_key(member_id: int, voice_version: str, sentences: list[str], pause_s: float) -> str:
+def speech_key(member_id: int, voice_version: str, text: str, pause_s: float) -> str:
     """The cache key of one rendering: member, voice version, normalizer version, pause and the
-    normalized sentences. Anything that changes the audio changes the key."""
+    canonical text. Anything that changes the audio changes the key, and the API computes it
+    without g2pK (so it stays light and answers repeats in a few milliseconds)."""
     identity = "\x00".join(
-        (f"normalizer={NORMALIZER_VERSION}", f"pause={pause_s:g}", join_sentences(sentences))
+        (f"normalizer={NORMALIZER_VERSION}", f"pause={pause_s:g}", canonical(text))
     )
     return audio_key(member_id, voice_version, identity)
 

@@ -195,6 +195,23 @@ def speakable(text: str, letters: frozenset[str]) -> bool:
     return any(ch in letters for ch in text)
 
 
+_PRONOUNCEABLE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ffA-Za-z0-9]")
+
+
+def canonical(text: str) -> str:
+    """The client's text as the cache sees it: NFC, runs of whitespace as one space, trimmed.
+    Two requests with the same canonical text get the same audio."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def pronounceable(text: str) -> bool:
+    """A cheap test, without g2pK, that ``text`` has something any voice can say: a Hangul
+    syllable or jamo, a Latin letter (accents dropped) or a digit. When False, the normalizer
+    yields nothing for any voice; the API answers 422 without loading g2pK's dictionary."""
+    folded = unicodedata.normalize("NFKD", text)
+    return _PRONOUNCEABLE.search(folded) is not None
+
+
 class Normalizer:
     """Turns raw client text into the sentences a voice with a given character set can say.
 

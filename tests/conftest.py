@@ -8,8 +8,6 @@ which case they fail.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -18,20 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from launcher import api_argv, worker_argv
+from launcher.processes import REPO, Process, free_port, reachable
 from tests import voice_factory
 
-REPO = Path(__file__).resolve().parent.parent
 BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("TEST_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def require_services() -> None:
@@ -39,7 +28,7 @@ def require_services() -> None:
     missing = [
         name
         for name, port in (("RabbitMQ", 5672), ("Redis", 6379))
-        if not _reachable("127.0.0.1", port)
+        if not reachable("127.0.0.1", port)
     ]
     if not missing:
         return
@@ -47,12 +36,6 @@ def require_services() -> None:
     if os.environ.get("MOKSORI_REQUIRE_SERVICES") == "1":
         pytest.fail(message + " (MOKSORI_REQUIRE_SERVICES=1: the broker-backed tests must run)")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -87,75 +70,6 @@ def base_env(**settings: str) -> dict[str, str]:
     return env
 
 
-class Process:
-    """A child process whose output goes to a log file that failing tests can show."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.hostname = ""
-        self.log = log_dir / f"{name}.log"
-        self._fh = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=REPO,
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def wait_for(self, needle: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.output():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} never logged {needle!r}:\n{self.output()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-        self._fh.close()
-
-
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
-    """A real Celery worker process (prefork, one child) that has loaded its voices."""
-    hostname = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-    worker = Process(
-        name, [*worker_argv(hostname), "--without-gossip", "--without-mingle"], env, log_dir
-    )
-    worker.hostname = hostname
-    worker.wait_for("worker ready on", timeout=180)
-    worker.wait_for("ready.", timeout=60)  # Celery's own "celery@host ready." once consuming
-    return worker
-
-
-def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
-    """The API under gunicorn on a free port; returns the process and its base URL."""
-    port = free_port()
-    api = Process("api", api_argv("127.0.0.1", port), env, log_dir)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if _reachable("127.0.0.1", port):
-            return api, base
-        if api.proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    api.stop()
-    raise AssertionError(f"the API did not start:\n{api.output()[-4000:]}")
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """gcp-storage-emulator on a free port with a bucket ``moksori-test``; yields its host URL."""
@@ -180,7 +94,7 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log_dir,
     )
     deadline = time.monotonic() + 30
-    while not _reachable("127.0.0.1", port):
+    while not reachable("127.0.0.1", port):
         if emulator.proc.poll() is not None or time.monotonic() > deadline:
             emulator.stop()
             raise AssertionError(f"the storage emulator did not start:\n{emulator.output()}")

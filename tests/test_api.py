@@ -21,7 +21,6 @@ from kombu import Connection, Consumer
 
 from api import create_app
 from common.jobs import member_queue, queue_declaration
-from common.normalize import NORMALIZER_VERSION
 from common.storage import audio_key
 from tests.conftest import BACKEND_URL, BROKER_URL, REPO, base_env, free_port
 
@@ -247,13 +246,9 @@ def test_accepted_job_is_queued(client: FlaskClient, listener: Listener) -> None
     assert kwargs == {
         "member_id": 1,
         "text": "안녕하세요!",
-        "sentences": [kwargs["sentences"][0]],
-        "voice_version": "g2500-h300",
-        "normalizer": NORMALIZER_VERSION,
         "uuid": body["uuid"],
         "created_at": "2022-08-22",
     }
-    assert kwargs["sentences"][0].startswith("\u110b\u1161\u11ab")  # 안 in conjoining jamo
 
 
 def test_defaults_for_uuid_and_created_at(client: FlaskClient, listener: Listener) -> None:
@@ -362,12 +357,14 @@ def test_media_never_leaves_its_root(client: FlaskClient, media_root: Path, path
 
 
 def test_api_never_imports_torch(voice_dir: Path, tmp_path: Path) -> None:
-    """Building the app and normalizing a text leaves torch unimported."""
+    """Building the app and answering requests leaves torch (and g2pK's dictionary) unloaded."""
     code = (
         "import sys; from api import create_app; app = create_app();"
-        "app.extensions['moksori'].normalizer.sentences('안녕 123', '안녕 ');"
         "c = app.test_client(); assert c.get('/api/members').status_code == 200;"
-        "assert 'torch' not in sys.modules, 'torch was imported'"
+        "r = c.post('/api/texts', json={'member_id': 1, 'text': '🙂'});"
+        "assert r.status_code == 422, r.status_code;"
+        "assert 'torch' not in sys.modules, 'torch was imported';"
+        "assert not [m for m in sys.modules if m.startswith('mecab')], 'mecab was loaded'"
     )
     env = base_env(voice_dir=str(voice_dir), storage_url=f"file://{tmp_path}")
     subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True, timeout=120)

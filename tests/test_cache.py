@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 
 import pytest
@@ -11,21 +12,24 @@ from api.inflight import LocalInflight, RedisInflight
 from common import jobs
 from tests.conftest import BACKEND_URL
 
-SENTENCES = ["\u110b\u1161\u11ab\u1102\u1167\u11bc"]
+TEXT = "안녕하세요. 반갑습니다!"
 
 
 def test_key_changes_with_everything_that_changes_the_audio(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Member, voice version, normalizer version, pause and text each change the key."""
-    base = jobs.speech_key(1, "v1", SENTENCES, 0.25)
-    assert base == jobs.speech_key(1, "v1", list(SENTENCES), 0.25)
-    assert base != jobs.speech_key(2, "v1", SENTENCES, 0.25)
-    assert base != jobs.speech_key(1, "v2", SENTENCES, 0.25)
-    assert base != jobs.speech_key(1, "v1", SENTENCES, 0.5)
-    assert base != jobs.speech_key(1, "v1", [*SENTENCES, "."], 0.25)
+    """Member, voice version, normalizer version, pause and text each change the key; spacing
+    and Unicode composition do not."""
+    base = jobs.speech_key(1, "v1", TEXT, 0.25)
+    assert base == jobs.speech_key(1, "v1", f"  {TEXT.replace(' ', chr(10) + ' ')}\t", 0.25)
+    decomposed = unicodedata.normalize("NFD", TEXT)
+    assert decomposed != TEXT and base == jobs.speech_key(1, "v1", decomposed, 0.25)
+    assert base != jobs.speech_key(2, "v1", TEXT, 0.25)
+    assert base != jobs.speech_key(1, "v2", TEXT, 0.25)
+    assert base != jobs.speech_key(1, "v1", TEXT, 0.5)
+    assert base != jobs.speech_key(1, "v1", TEXT + "?", 0.25)
     monkeypatch.setattr(jobs, "NORMALIZER_VERSION", "next")
-    assert base != jobs.speech_key(1, "v1", SENTENCES, 0.25)
+    assert base != jobs.speech_key(1, "v1", TEXT, 0.25)
 
 
 @pytest.fixture(params=["local", "redis"])

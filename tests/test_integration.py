@@ -20,7 +20,8 @@ from kombu import Connection
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
 from common.storage import LocalStorage, open_storage
-from tests.conftest import BROKER_URL, REPO, Process, base_env, start_api, start_worker
+from launcher.processes import REPO, Process, start_api, start_worker
+from tests.conftest import BROKER_URL, base_env
 
 pytestmark = pytest.mark.integration
 
@@ -258,6 +259,23 @@ def test_identical_requests_in_flight_share_one_synthesis(stack: Stack) -> None:
     assert {b["status"] for b in bodies} == {"done"}, bodies
     assert len({b["url"] for b in bodies}) == 1
     assert syntheses(stack, key_of(bodies[0]["url"])) == 1
+
+
+def test_refused_big_body_keeps_the_connection_usable(stack: Stack) -> None:
+    """A 413 for a body over the limit (but not absurdly so) leaves the keep-alive connection
+    clean: the client's next request on it is answered, not reset."""
+    session = requests.Session()
+    for _ in range(4):
+        big = session.post(
+            f"{stack.base}/api/texts",
+            data="x" * 70_000,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert big.status_code == 413
+        assert big.json()["error"]["code"] == "request_entity_too_large"
+        small = session.post(f"{stack.base}/api/texts", json={"member_id": 1}, timeout=10)
+        assert small.status_code == 422
 
 
 def test_celery_cli_sees_the_worker(stack: Stack) -> None:

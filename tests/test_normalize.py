@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.normalize import Normalizer, decompose, split_sentences, to_charset
+from common.normalize import Normalizer, decompose, pronounceable, split_sentences, to_charset
 from tests.voice_factory import COMPAT, CONJOINING, PUNCTUATION, SYLLABLES
 
 SYL = SYLLABLES + PUNCTUATION
@@ -88,3 +88,35 @@ def test_long_text_is_split() -> None:
 def test_unknown_separators_keep_words_apart() -> None:
     """A symbol the voice lacks becomes a space rather than gluing words together."""
     assert to_charset("가/나", frozenset("가나 ")) == "가 나"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "🙂🙂",
+        "!!! ...",
+        "漢字 テスト",
+        "ㅋㅋㅋ",
+        "\u200b\u00a0",
+        "①②③",
+        "ＡＢＣ",
+        "café",
+        "안녕",
+        "\u1100\u1161",
+        "x",
+        "7",
+        "Привет",
+        "½",
+    ],
+)
+def test_cheap_pronounceable_check_never_refuses_what_g2pk_could_say(
+    normalizer: Normalizer, text: str
+) -> None:
+    """The API's g2pK-free check: whenever it says no, the normalizer has nothing for any
+    voice (so a 422 is never wrong); when it says yes, some voice can say something."""
+    outputs = [normalizer.sentences(text, chars) for chars in (SYL, CONJOINING + PUNCTUATION)]
+    outputs.append(normalizer.sentences(text, COMPAT + PUNCTUATION))
+    if not pronounceable(text):
+        assert outputs == [[], [], []]
+    else:
+        assert any(outputs), text

@@ -13,7 +13,8 @@ import requests
 from kombu import Connection
 
 from common.jobs import member_queue
-from tests.conftest import BROKER_URL, Process, base_env, start_api, start_worker
+from launcher.processes import Process, start_api, start_worker
+from tests.conftest import BROKER_URL, base_env
 
 pytestmark = pytest.mark.integration
 

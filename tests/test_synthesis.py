@@ -50,11 +50,16 @@ def test_pipeline_writes_a_wav(pipeline: Pipeline, tmp_path: Path, member_id: in
     assert result["key"].startswith(f"wav/{member_id}/")
 
 
-def test_same_text_same_object(pipeline: Pipeline) -> None:
-    """Text that normalizes the same maps to the same object key."""
-    a = pipeline.run(3, "사과 3개")
-    b = pipeline.run(3, "사과  세개")
+def test_same_text_same_object_synthesized_once(pipeline: Pipeline) -> None:
+    """The same text (up to spacing) maps to the same object key, and a key already stored is
+    answered from storage without running the model again (a duplicate delivery costs a stat)."""
+    a = pipeline.run(3, "사과 3개를 샀어요")
+    b = pipeline.run(3, "  사과 3개를\n샀어요 ")
     assert a["key"] == b["key"]
+    assert a["synthesis_s"] > 0
+    assert b["synthesis_s"] == 0
+    assert b["duration_s"] == pytest.approx(a["duration_s"], abs=0.001)
+    assert pipeline.run(3, "사과 세개를 샀어요")["key"] != a["key"]
 
 
 def test_unloaded_member_fails_with_a_reason(pipeline: Pipeline) -> None:

@@ -87,28 +87,22 @@ class Pipeline:
             )
         return voice
 
-    def run(
-        self,
-        member_id: int,
-        text: str,
-        sentences: list[str] | None = None,
-        voice_version: str | None = None,
-    ) -> SynthesisResult:
+    def run(self, member_id: int, text: str) -> SynthesisResult:
         """Normalize, synthesize, encode and store; returns the object's key and URL.
 
-        ``sentences`` normalized by the API for ``voice_version`` are reused when this worker
-        holds the same version. A key already stored (a duplicate delivery, or a twin job that
-        slipped past the API's coalescing) is returned without synthesizing again."""
+        A key already stored (a duplicate delivery, or a twin job that slipped past the API's
+        coalescing) is returned without synthesizing again."""
         started = time.perf_counter()
         voice = self.voice(member_id)
-        if not sentences or voice_version != voice.spec.version:
-            sentences = normalize(self.normalizer, text, voice)
-        key = speech_key(member_id, voice.spec.version, sentences, self.sentence_pause)
+        key = speech_key(member_id, voice.spec.version, text, self.sentence_pause)
         stored = self.storage.lookup(key)
         if stored is not None and stored.duration_s is not None:
             _LOGGER.info("member %s: %s already stored, not synthesized again", member_id, key)
-            return self._result(voice, key, stored.duration_s)
+            return self._result(voice, key, stored.duration_s, 0.0)
+        model_started = time.perf_counter()
+        sentences = normalize(self.normalizer, text, voice)
         samples = synthesize(voice, sentences, self.sentence_pause)
+        model_s = time.perf_counter() - model_started
         wav = encode_wav(samples, voice.sample_rate)
         duration = samples.size / voice.sample_rate
         self.storage.put(key, wav, "audio/wav", round(duration, 3))
@@ -122,9 +116,11 @@ class Pipeline:
             elapsed / duration if duration else 0.0,
             key,
         )
-        return self._result(voice, key, duration)
+        return self._result(voice, key, duration, model_s)
 
-    def _result(self, voice: LoadedVoice, key: str, duration_s: float) -> SynthesisResult:
+    def _result(
+        self, voice: LoadedVoice, key: str, duration_s: float, model_s: float
+    ) -> SynthesisResult:
         return SynthesisResult(
             key=key,
             url=self.storage.url(key),
@@ -132,4 +128,5 @@ class Pipeline:
             sample_rate=voice.sample_rate,
             member_id=voice.spec.member_id,
             voice_version=voice.spec.version,
+            synthesis_s=round(model_s, 4),
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from celery import shared_task
 
 from common.jobs import TASK_NAME, SynthesisResult
-from common.normalize import NORMALIZER_VERSION
 from common.storage import StorageError
 from worker import runtime
 
@@ -20,23 +19,11 @@ from worker import runtime
     max_retries=4,
 )
 def synthesize(
-    member_id: int,
-    text: str,
-    sentences: list[str] | None = None,
-    voice_version: str | None = None,
-    normalizer: str | None = None,
-    uuid: str | None = None,
-    created_at: str | None = None,
+    member_id: int, text: str, uuid: str | None = None, created_at: str | None = None
 ) -> SynthesisResult:
     """Synthesize ``text`` in member ``member_id``'s voice, store the WAV, return its key and URL.
 
-    The arguments are :class:`common.jobs.JobMessage`. ``sentences`` (the API's normalization)
-    are used when ``voice_version`` and ``normalizer`` match this worker's; ``uuid`` and
-    ``created_at`` are the client's own bookkeeping and never become part of a file name.
+    The arguments are :class:`common.jobs.JobMessage`; ``uuid`` and ``created_at`` are the
+    client's own bookkeeping and never become part of a file name.
     """
-    return runtime.current().run(
-        int(member_id),
-        text,
-        sentences=sentences if normalizer == NORMALIZER_VERSION else None,
-        voice_version=voice_version,
-    )
+    return runtime.current().run(int(member_id), text)

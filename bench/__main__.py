@@ -1,0 +1,526 @@
+"""``python -m bench [--smoke] [--voices auto|demo|tiny] [--output FILE]``: measure the service
+against the in-process floor and print a markdown table (see :mod:`bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.stack import Stack, WorkerStart
+from common.config import REPO_ROOT
+from voice_model.repository import scan
+
+_LOGGER = logging.getLogger("bench")
+
+SUBJECTS = ["오늘은", "내일 아침에는", "우리 팀은", "이 노래는", "다음 주에는", "그 영화는"]
+OBJECTS = ["새로운 계획을", "맛있는 점심을", "긴 편지를", "작은 선물을", "오래된 사진을"]
+VERBS = ["준비합니다", "함께 나눕니다", "천천히 읽습니다", "다시 확인합니다", "정리해 둡니다"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many texts each phase uses."""
+
+    short: int
+    long: int
+    accepted: int
+    junk: int
+    distinct: int
+    copies: int
+    scaling: int
+
+
+FULL = Plan(short=20, long=6, accepted=20, junk=12, distinct=20, copies=5, scaling=16)
+SMOKE = Plan(short=4, long=2, accepted=4, junk=3, distinct=4, copies=5, scaling=4)
+
+
+@dataclass
+class Row:
+    measure: str
+    result: str
+    floor: str = ""
+    versus: str = ""
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.rows.append(Row(*args, **kwargs))
+
+    def markdown(self) -> str:
+        lines = [
+            "| measure | result | in-process floor | vs floor | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            met = "" if r.met is None else ("yes" if r.met else "**no**")
+            lines.append(
+                f"| {r.measure} | {r.result} | {r.floor} | {r.versus} | {r.target} | {met} |"
+            )
+        return "\n".join([*self.notes, "", *lines])
+
+
+class Texts:
+    """Distinct Korean texts, new to the cache on every run (the run id is part of each)."""
+
+    def __init__(self) -> None:
+        self.run = random.randrange(1000, 9000)
+        self.count = 0
+
+    def sentence(self) -> str:
+        self.count += 1
+        i = self.count
+        return (
+            f"{SUBJECTS[i % 6]} {self.run}번 실험의 {i}번째 문장으로 "
+            f"{OBJECTS[i % 5]} {VERBS[(i // 5) % 5]}."
+        )
+
+    def take(self, n: int, sentences: int = 1) -> list[str]:
+        return [" ".join(self.sentence() for _ in range(sentences)) for _ in range(n)]
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+# ----------------------------------------------------------------------------------- the floor
+
+
+class Floor:
+    """The voices loaded in this process: what a warm synthesizer takes for a text, and what a
+    voice costs in memory."""
+
+    def __init__(self, voice_dir: Path, member: int, threads: int) -> None:
+        import psutil
+        import torch
+
+        from common.normalize import Normalizer
+        from worker.voices import load_voice
+
+        torch.set_num_threads(threads)
+        import TTS.utils.synthesizer  # noqa: F401 - imported first, so it is not counted per voice
+
+        process = psutil.Process()
+        self.rss_per_voice: list[float] = []
+        self.voices = {}
+        for member_id, spec in scan(voice_dir).voices.items():
+            before = process.memory_info().rss
+            try:
+                self.voices[member_id] = load_voice(spec, "cpu")
+            except Exception:
+                continue
+            self.rss_per_voice.append((process.memory_info().rss - before) / 2**20)
+        self.voice = self.voices[member]
+        self.normalizer = Normalizer()
+        self.normalizer.warm_up()
+
+    def seconds(self, texts: list[str], pause: float) -> list[float]:
+        """Text in, waveform out, for each text: the g2pK normalizer and the Coqui Glow-TTS +
+        vocoder calls (the worker's normalize and synthesize stages), nothing else."""
+        from worker.synthesis import normalize, synthesize
+
+        out = []
+        for text in texts:
+            started = time.perf_counter()
+            synthesize(self.voice, normalize(self.normalizer, text, self.voice), pause)
+            out.append(time.perf_counter() - started)
+        return out
+
+
+# ----------------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Paired:
+    """Per text: the client's wait, the in-process floor just before, and the model time the
+    worker recorded for that very job."""
+
+    texts: list[str] = field(default_factory=list)
+    e2e: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    model: list[float] = field(default_factory=list)
+
+    @property
+    def overhead(self) -> list[float]:
+        return [e - m for e, m in zip(self.e2e, self.model, strict=True)]
+
+
+def sequential(
+    stack: Stack, floor: Floor, member: int, texts: list[str], pause: float, report: Report
+) -> Paired:
+    """For each new text: the floor in-process, then POST ?wait until its URL comes back."""
+    out = Paired()
+    for text in texts:
+        floor_s = floor.seconds([text], pause)[0]
+        took, response = stack.post({"member_id": member, "text": text}, "?wait=60")
+        body = response.json()
+        if response.status_code != 200 or body.get("status") != "done" or body.get("cached"):
+            report.problems.append(
+                f"new text not synthesized in time: {response.status_code} {body}"
+            )
+            continue
+        out.floor.append(floor_s)
+        out.texts.append(text)
+        out.e2e.append(took)
+        out.model.append(stack.synthesis_seconds(body["job_id"]))
+    return out
+
+
+def latency_rows(report: Report, label: str, runs: Paired) -> None:
+    e2e, base = pct(runs.e2e, 50), pct(runs.floor, 50)
+    report.add(f"{label}: POST ?wait -> URL, p50", ms(e2e), ms(base), f"{e2e / base:.2f}x")
+    for q, budget in ((50, 0.015), (95, 0.050)):
+        extra = pct(runs.overhead, q)
+        report.add(
+            f"{label}: serving overhead (wait - the worker's model time for that job), p{q}",
+            ms(extra),
+            "",
+            f"+{extra / base * 100:.1f} % of the floor",
+            f"<= {budget * 1000:.0f} ms",
+            extra <= budget,
+        )
+
+
+JUNK: list[dict[str, Any]] = [
+    {"data": "{not json", "headers": {"Content-Type": "application/json"}},
+    {"data": "member_id=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+    {"json": {"member_id": 1}},
+    {"json": {"member_id": 1, "text": ""}},
+    {"json": {"member_id": 1, "text": "🙂🙂"}},
+    {"json": {"member_id": 99999, "text": "안녕"}},
+    {"json": {"member_id": "../../etc", "text": "안녕"}},
+    {"json": {"member_id": 1, "text": "가" * 5000}},
+    {"data": "x" * 70000, "headers": {"Content-Type": "application/json"}},
+]
+
+
+JUNK_PER_SECOND = 25
+
+
+def junk_load(stack: Stack, stop: threading.Event, statuses: Counter[int]) -> None:
+    """Malformed requests from another client at a steady rate, until ``stop``."""
+    i = 0
+    while not stop.wait(1 / JUNK_PER_SECOND):
+        spec = dict(JUNK[i % len(JUNK)])
+        _, response = stack.post(None, **spec)
+        statuses[response.status_code] += 1
+        i += 1
+
+
+def wait_all(stack: Stack, job_ids: list[str], report: Report, timeout: float = 300) -> Counter:
+    """Follow accepted jobs to their end; anything not done or failed-with-a-reason is lost."""
+    outcome: Counter[str] = Counter()
+    deadline = time.monotonic() + timeout
+    for job_id in job_ids:
+        while True:
+            status = stack.status(job_id)
+            if status.get("status") in {"done", "failed"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        state = status.get("status", "unknown")
+        if state == "failed" and not status.get("error"):
+            state = "failed without a reason"
+        outcome[state] += 1
+        if state not in {"done", "failed"}:
+            report.problems.append(f"accepted job {job_id} lost: {status}")
+    return outcome
+
+
+def run(args: argparse.Namespace) -> Report:
+    plan = SMOKE if args.smoke else FULL
+    report = Report()
+    work = Path(tempfile.mkdtemp(prefix="moksori-bench-"))
+    voice_dir, kind = choose_voices(args.voices, work)
+    member = 1
+    _LOGGER.info("loading %s voices in-process for the floor (%d thread)", kind, args.threads)
+    floor = Floor(voice_dir, member, args.threads)
+    report.notes.append(
+        f"Voices: **{kind}** ({voice_dir}), member {member}; torch threads per process: "
+        f"{args.threads}; {os.cpu_count()} cores; broker RabbitMQ, results Redis, local storage. "
+        "Floor: the same text through the worker's normalize + synthesize stages in this "
+        "process, measured just before the service gets it."
+    )
+    stack = Stack(voice_dir, work, args.threads, f"moksori-bench-{uuid.uuid4().hex[:6]}", [member])
+    try:
+        _LOGGER.info("starting a worker and the API")
+        started = stack.add_worker()
+        stack.start_api()
+        stack.wait_served(1)
+        Phases(stack, floor, member, plan, report).all(started)
+    finally:
+        stack.close()
+    return report
+
+
+@dataclass
+class Phases:
+    """Each phase adds its rows to the report; texts are new to the cache in every phase."""
+
+    stack: Stack
+    floor: Floor
+    member: int
+    plan: Plan
+    report: Report
+    texts: Texts = field(default_factory=Texts)
+    pause: float = 0.25
+
+    def all(self, started: WorkerStart) -> None:
+        self.stack.post({"member_id": self.member, "text": "준비 운동입니다."}, "?wait=60")
+        short = self.new_text()
+        self.repeats(short)
+        self.accepted()
+        self.malformed_mixed_in(short)
+        self.seed_workload()
+        self.scaling(short)
+        self.footprint(started)
+
+    def body(self, text: str) -> dict[str, Any]:
+        return {"member_id": self.member, "text": text}
+
+    def new_text(self) -> Paired:
+        _LOGGER.info("new text, one at a time")
+        short = sequential(
+            self.stack, self.floor, self.member, self.texts.take(self.plan.short), self.pause,
+            self.report,
+        )  # fmt: skip
+        latency_rows(self.report, "new text, 1 sentence", short)
+        long = sequential(
+            self.stack, self.floor, self.member, self.texts.take(self.plan.long, sentences=5),
+            self.pause, self.report,
+        )  # fmt: skip
+        latency_rows(self.report, "new text, 5 sentences", long)
+        return short
+
+    def repeats(self, short: Paired) -> None:
+        _LOGGER.info("repeats")
+        before = self.stack.tasks_run()
+        took = []
+        for text in short.texts:
+            seconds, response = self.stack.post(self.body(text))
+            took.append(seconds)
+            if response.status_code != 200 or not response.json().get("cached"):
+                self.report.problems.append(f"repeat not answered from the cache: {response.text}")
+        sent = self.stack.tasks_run() - before
+        if sent:
+            self.report.problems.append(f"{sent} tasks were sent for repeats")
+        p50, base = pct(took, 50), pct(short.floor, 50)
+        self.report.add(
+            f"repeat of a stored text, p50 ({sent} tasks sent for {len(took)} repeats)",
+            ms(p50),
+            ms(base),
+            f"{p50 / base:.3f}x",
+            "<= 10 ms, no task",
+            p50 <= 0.010 and sent == 0,
+        )
+
+    def accepted(self) -> None:
+        _LOGGER.info("202s")
+        took, job_ids = [], []
+        for text in self.texts.take(self.plan.accepted):
+            seconds, response = self.stack.post(self.body(text))
+            took.append(seconds)
+            if response.status_code != 202:
+                self.report.problems.append(f"new text without wait: {response.status_code}")
+            job_ids.append(response.json()["job_id"])
+        p50 = pct(took, 50)
+        self.report.add(
+            "202 for new text (no wait), p50", ms(p50), "", "", "<= 10 ms", p50 <= 0.010
+        )
+        outcome = wait_all(self.stack, job_ids, self.report)
+        self.report.add(
+            f"accepted jobs followed to the end ({len(job_ids)})",
+            ", ".join(f"{n} {state}" for state, n in sorted(outcome.items())),
+            target="every 202 ends done or failed",
+            met=set(outcome) <= {"done", "failed"},
+        )
+
+    def malformed_mixed_in(self, clean: Paired) -> None:
+        _LOGGER.info("new text with malformed requests mixed in")
+        statuses: Counter[int] = Counter()
+        stop = threading.Event()
+        hammer = threading.Thread(target=junk_load, args=(self.stack, stop, statuses), daemon=True)
+        hammer.start()
+        try:
+            runs = sequential(
+                self.stack, self.floor, self.member, self.texts.take(self.plan.junk), self.pause,
+                self.report,
+            )  # fmt: skip
+        finally:
+            stop.set()
+            hammer.join()
+        bad = {code: n for code, n in statuses.items() if not 400 <= code < 500}
+        if bad:
+            self.report.problems.append(f"malformed requests got non-4xx answers: {bad}")
+        extra, before = pct(runs.overhead, 50), pct(clean.overhead, 50)
+        self.report.add(
+            f"serving overhead with {JUNK_PER_SECOND} malformed requests/s mixed in "
+            f"({sum(statuses.values())} sent, all 4xx: {'yes' if not bad else 'no'}), p50",
+            ms(extra),
+            "",
+            f"clean run: {ms(before)}",
+            "4xx only; valid ones not slowed (<= clean + 5 ms)",
+            not bad and extra <= before + 0.005,
+        )
+
+    def seed_workload(self) -> None:
+        plan = self.plan
+        _LOGGER.info(
+            "%d concurrent requests over %d texts", plan.distinct * plan.copies, plan.distinct
+        )
+        distinct = self.texts.take(plan.distinct)
+        base = sum(self.floor.seconds(distinct, self.pause))
+        load = [t for t in distinct for _ in range(plan.copies)]
+        random.shuffle(load)
+        before = self.stack.tasks_run()
+        cpu = self.stack.cpu_seconds()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(len(load)) as pool:
+            answers = list(pool.map(lambda t: self.stack.post(self.body(t), "?wait=60"), load))
+        wall = time.perf_counter() - started
+        self.cpu_row(f"CPU seconds during the {len(load)} concurrent requests", cpu, wall)
+        sent = self.stack.tasks_run() - before
+        unfinished = [r for _, r in answers if r.status_code != 200 or r.json()["status"] != "done"]
+        if unfinished:
+            self.report.problems.append(f"{len(unfinished)} concurrent requests did not end done")
+        if sent != plan.distinct:
+            self.report.problems.append(f"{sent} tasks for {plan.distinct} distinct texts")
+        self.report.add(
+            f"{len(load)} concurrent requests over {plan.distinct} texts, all answered "
+            f"({sent} tasks run)",
+            f"{wall:.2f} s",
+            f"{base:.2f} s (the {plan.distinct} texts back to back)",
+            f"{wall / base:.2f}x",
+            "<= 1.2x",
+            wall <= 1.2 * base,
+        )
+
+    def scaling(self, short: Paired) -> None:
+        _LOGGER.info("scaling")
+        one = throughput(self.stack, self.member, self.texts.take(self.plan.scaling), self.report)
+        n = os.cpu_count() or 1
+        for _ in range(n - 1):
+            self.stack.add_worker()
+        self.stack.wait_served(n)
+        cpu = self.stack.cpu_seconds()
+        started = time.perf_counter()
+        many = throughput(self.stack, self.member, self.texts.take(self.plan.scaling), self.report)
+        self.cpu_row(f"CPU seconds during the {n}-process run", cpu, time.perf_counter() - started)
+        base = len(short.floor) / sum(short.floor)
+        self.report.add(
+            "throughput, distinct 1-sentence texts, 1 worker process",
+            f"{one:.2f} texts/s",
+            f"{base:.2f} texts/s",
+            f"{one / base:.2f}x",
+        )
+        self.report.add(
+            f"throughput, distinct 1-sentence texts, {n} worker processes",
+            f"{many:.2f} texts/s",
+            "",
+            f"{many / one:.2f}x of 1 process",
+            f">= {0.8 * n:.1f}x",
+            many >= 0.8 * n * one,
+        )
+
+    def cpu_row(self, label: str, before: dict[str, float], wall: float) -> None:
+        """Where the machine's cores went during a phase: the profile behind a missed ratio."""
+        after = self.stack.cpu_seconds()
+        used = {name: after[name] - before.get(name, 0.0) for name in after}
+        cores = os.cpu_count() or 1
+        self.report.add(
+            f"{label} (profile; {cores} cores x {wall:.2f} s wall = {cores * wall:.2f} s)",
+            ", ".join(f"{name} {seconds:.2f}" for name, seconds in used.items()),
+        )
+
+    def footprint(self, started: WorkerStart) -> None:
+        api_rss, torch = self.stack.api_rss_mb()
+        per_voice = self.floor.rss_per_voice
+        self.report.add(
+            "worker start-up to consuming, all voices (voice loading alone)",
+            f"{started.seconds:.1f} s ({started.loaded_in:.1f} s)",
+        )
+        self.report.add(
+            "worker resident memory: main process / pool process (all voices)",
+            f"{started.main_rss_mb:.0f} MiB / {started.pool_rss_mb:.0f} MiB",
+        )
+        self.report.add(
+            f"resident memory per voice (loaded one by one, {len(per_voice)} voices)",
+            f"{sum(per_voice) / len(per_voice):.0f} MiB mean, {max(per_voice):.0f} MiB max",
+        )
+        self.report.add(
+            "API resident memory, gunicorn master + 2 workers (torch mapped?)",
+            f"{api_rss:.0f} MiB ({'yes' if torch else 'no'})",
+            target="< 150 MB, no torch",
+            met=api_rss < 150 and not torch,
+        )
+
+
+def throughput(stack: Stack, member: int, texts: list[str], report: Report) -> float:
+    """Distinct texts submitted all at once; texts finished per second."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(texts)) as pool:
+        answers = list(
+            pool.map(lambda t: stack.post({"member_id": member, "text": t}, "?wait=60"), texts)
+        )
+    wall = time.perf_counter() - t0
+    if any(r.status_code != 200 for _, r in answers):
+        report.problems.append("a throughput request did not finish")
+    return len(texts) / wall
+
+
+def choose_voices(kind: str, work: Path) -> tuple[Path, str]:
+    """The demo voices when present (unless ``tiny``), else tiny random voices built here."""
+    demo = REPO_ROOT / "voice_model"
+    if kind in {"auto", "demo"} and scan(demo).voices:
+        return demo, "demo"
+    if kind == "demo":
+        raise SystemExit("no demo voices in voice_model/voices (python -m voice_model.demo)")
+    from tests.voice_factory import build_repository
+
+    return build_repository(work / "voices"), "tiny"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a short run (what CI does)")
+    parser.add_argument("--voices", choices=["auto", "demo", "tiny"], default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="bench | %(message)s", stream=sys.stderr)
+    logging.getLogger("TTS").setLevel(logging.ERROR)
+    report = run(args)
+    table = report.markdown()
+    sys.stdout.write(table + "\n")
+    if args.output:
+        args.output.write_text(table + "\n", encoding="utf-8")
+    for problem in report.problems:
+        _LOGGER.error("problem: %s", problem)
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The service under test: workers and the API as ``make run`` starts them, on RabbitMQ + Redis,
+with a queue prefix, a Redis database and a media folder of the run's own."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+from kombu import Connection
+
+from common.config import Settings
+from common.jobs import TASK_NAME, make_celery, member_queue
+from launcher.processes import REPO, Process, start_api, start_worker
+
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+BACKEND_URL = os.environ.get("BENCH_RESULT_BACKEND", "redis://127.0.0.1:6379/13")
+
+
+@dataclass
+class WorkerStart:
+    """How long a worker took to serve, and what its processes hold in memory."""
+
+    seconds: float
+    loaded_in: float
+    main_rss_mb: float
+    pool_rss_mb: float
+
+
+@dataclass
+class Stack:
+    voice_dir: Path
+    workdir: Path
+    threads: int
+    queue: str
+    members: list[int]
+    workers: list[Process] = field(default_factory=list)
+    api: Process | None = None
+    base: str = ""
+    _local: threading.local = field(default_factory=threading.local)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOKSORI_")}
+        env.update(
+            PYTHONPATH=str(REPO),
+            PYTHONUNBUFFERED="1",
+            OMP_NUM_THREADS=str(self.threads),
+            MOKSORI_BROKER_URL=BROKER_URL,
+            MOKSORI_RESULT_BACKEND=BACKEND_URL,
+            MOKSORI_STORAGE_URL=f"file://{self.workdir / 'media'}",
+            MOKSORI_VOICE_DIR=str(self.voice_dir),
+            MOKSORI_QUEUE=self.queue,
+            MOKSORI_DEVICE="cpu",
+            MOKSORI_TORCH_THREADS=str(self.threads),
+        )
+        return env
+
+    def add_worker(self) -> WorkerStart:
+        """Start one more worker process and wait until it consumes its queues."""
+        started = time.monotonic()
+        worker = start_worker(self.env, self.workdir, name=f"worker{len(self.workers) + 1}")
+        seconds = time.monotonic() - started
+        self.workers.append(worker)
+        match = re.search(r"loaded in ([0-9.]+) s", worker.output())
+        main = psutil.Process(worker.proc.pid)
+        return WorkerStart(
+            seconds=seconds,
+            loaded_in=float(match.group(1)) if match else float("nan"),
+            main_rss_mb=main.memory_info().rss / 2**20,
+            pool_rss_mb=sum(c.memory_info().rss for c in main.children(recursive=True)) / 2**20,
+        )
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+    def start_api(self) -> None:
+        self.api, self.base = start_api(self.env, self.workdir)
+
+    def wait_served(self, count: int, timeout: float = 60) -> None:
+        """Until RabbitMQ shows ``count`` consumers on every member queue we use."""
+        deadline = time.monotonic() + timeout
+        with Connection(BROKER_URL) as conn:
+            while time.monotonic() < deadline:
+                counts = [
+                    conn.default_channel.queue_declare(member_queue(self.queue, m), passive=True)[2]
+                    for m in self.members
+                ]
+                if min(counts) >= count:
+                    return
+                time.sleep(0.2)
+        raise RuntimeError(f"workers did not start consuming within {timeout:.0f} s")
+
+    def session(self) -> requests.Session:
+        """One keep-alive HTTP session per client thread."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def post(self, body: Any, query: str = "", **kwargs: Any) -> tuple[float, requests.Response]:
+        if body is not None:
+            kwargs["json"] = body
+        started = time.perf_counter()
+        response = self.session().post(f"{self.base}/api/texts{query}", timeout=120, **kwargs)
+        return time.perf_counter() - started, response
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self.session().get(f"{self.base}/api/jobs/{job_id}", timeout=30).json()
+
+    def synthesis_seconds(self, job_id: str) -> float:
+        """The model time the worker recorded for a job (``SynthesisResult.synthesis_s``)."""
+        celery = make_celery(Settings.from_env(self.env), main="bench")
+        try:
+            result = celery.backend.get_task_meta(job_id).get("result") or {}
+        finally:
+            celery.close()
+        return float(result.get("synthesis_s", "nan"))
+
+    def tasks_run(self) -> int:
+        """Tasks the workers have executed, from ``celery inspect stats``."""
+        celery = make_celery(Settings.from_env(self.env), main="bench")
+        try:
+            stats = celery.control.inspect([w.hostname for w in self.workers], timeout=5).stats()
+        finally:
+            celery.close()
+        return sum(s["total"].get(TASK_NAME, 0) for s in (stats or {}).values())
+
+    def api_rss_mb(self) -> tuple[float, bool]:
+        """The API's resident memory (gunicorn master and workers) and whether torch is mapped."""
+        assert self.api is not None
+        procs = [psutil.Process(self.api.proc.pid)]
+        procs += procs[0].children(recursive=True)
+        torch = any("libtorch" in m.path for p in procs for m in p.memory_maps())
+        return sum(p.memory_info().rss for p in procs) / 2**20, torch
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each part of the system on this machine."""
+        groups: dict[str, list[psutil.Process]] = {"API": [], "workers": []}
+        if self.api is not None:
+            groups["API"] = _tree(self.api.proc.pid)
+        for worker in self.workers:
+            groups["workers"] += _tree(worker.proc.pid)
+        groups["RabbitMQ"] = [
+            p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"
+        ]
+        groups["Redis"] = [
+            p for p in psutil.process_iter(["name"]) if p.info["name"] == "redis-server"
+        ]
+        groups["client (this process)"] = [psutil.Process()]
+        out = {}
+        for name, procs in groups.items():
+            total = 0.0
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += times.user + times.system
+            out[name] = total
+        return out
+
+    def close(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        self.stop_workers()
+        with Connection(BROKER_URL) as conn:
+            for m in self.members:
+                conn.default_channel.queue_delete(member_queue(self.queue, m))
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]

@@ -1,0 +1,100 @@
+"""Child processes with their output in a log file, for the tests and the benchmark: the API and
+workers started exactly as ``make run`` starts them (:func:`launcher.worker_argv`,
+:func:`launcher.api_argv`), waited for until they serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from launcher import api_argv, worker_argv
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A child process whose output goes to a log file that failing tests can show."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.hostname = ""
+        self.log = log_dir / f"{name}.log"
+        self._fh = self.log.open("wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            cwd=REPO,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.output():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} never logged {needle!r}:\n{self.output()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self._fh.close()
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
+    """A real Celery worker process (prefork, one child) that has loaded its voices."""
+    hostname = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+    worker = Process(
+        name, [*worker_argv(hostname), "--without-gossip", "--without-mingle"], env, log_dir
+    )
+    worker.hostname = hostname
+    worker.wait_for("worker ready on", timeout=180)
+    worker.wait_for("ready.", timeout=60)  # Celery's own "celery@host ready." once consuming
+    return worker
+
+
+def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
+    """The API under gunicorn on a free port; returns the process and its base URL."""
+    port = free_port()
+    api = Process("api", api_argv("127.0.0.1", port), env, log_dir)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if reachable("127.0.0.1", port):
+            return api, base
+        if api.proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    api.stop()
+    raise AssertionError(f"the API did not start:\n{api.output()[-4000:]}")
