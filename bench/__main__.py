@@ -260,11 +260,14 @@ def run(args: argparse.Namespace) -> Report:
     floor = Floor(voice_dir, member, args.threads)
     report.notes.append(
         f"Voices: **{kind}** ({voice_dir}), member {member}; torch threads per process: "
-        f"{args.threads}; {os.cpu_count()} cores; broker RabbitMQ, results Redis, local storage. "
+        f"{args.threads}; {os.cpu_count()} cores; dynamic batching: "
+        f"{f'up to {args.batch_size}' if args.batch_size > 1 else 'off'}; "
+        "broker RabbitMQ, results Redis, local storage. "
         "Floor: the same text through the worker's normalize + synthesize stages in this "
         "process, measured just before the service gets it."
     )
-    stack = Stack(voice_dir, work, args.threads, f"moksori-bench-{uuid.uuid4().hex[:6]}", [member])
+    queue = f"moksori-bench-{uuid.uuid4().hex[:6]}"
+    stack = Stack(voice_dir, work, args.threads, queue, [member], batch_size=args.batch_size)
     try:
         _LOGGER.info("starting a worker and the API")
         started = stack.add_worker()
@@ -508,6 +511,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="a short run (what CI does)")
     parser.add_argument("--voices", choices=["auto", "demo", "tiny"], default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--batch-size", type=int, default=1, help="MOKSORI_BATCH_SIZE")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="bench | %(message)s", stream=sys.stderr)

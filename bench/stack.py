@@ -40,6 +40,7 @@ class Stack:
     threads: int
     queue: str
     members: list[int]
+    batch_size: int = 1
     workers: list[Process] = field(default_factory=list)
     api: Process | None = None
     base: str = ""
@@ -59,6 +60,7 @@ class Stack:
             MOKSORI_QUEUE=self.queue,
             MOKSORI_DEVICE="cpu",
             MOKSORI_TORCH_THREADS=str(self.threads),
+            MOKSORI_BATCH_SIZE=str(self.batch_size),
         )
         return env
 

@@ -44,6 +44,10 @@ class Settings:
     """Worker processes ``make run`` starts (one per GPU; on CPU, one per core at most)."""
     torch_threads: int = 0
     """Threads each worker process gives torch; 0 keeps torch's default (all cores)."""
+    batch_size: int = 1
+    """Dynamic batching: up to this many queued jobs of one member in one model call (1: off)."""
+    batch_wait_ms: int = 5
+    """Dynamic batching: how long a starting job waits for others to join its batch."""
     max_text_length: int = 1000
     """Longest accepted text, in characters."""
     max_content_length: int = 64 * 1024

@@ -12,7 +12,7 @@ import pytest
 from common.normalize import Normalizer
 from common.storage import LocalStorage
 from voice_model.repository import scan
-from worker.synthesis import Pipeline, SynthesisError, encode_wav
+from worker.synthesis import Pipeline, SynthesisError, encode_wav, synthesize_batch
 from worker.voices import VoiceBank, load_bank, resolve_device
 
 
@@ -89,3 +89,44 @@ def test_device_choice() -> None:
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+@pytest.mark.parametrize("member_id", [1, 2, 3])
+def test_batched_call_matches_one_by_one(bank: VoiceBank, member_id: int) -> None:
+    """One padded Glow-TTS (+ HiFi-GAN) call gives each sentence the length that sentence
+    alone gets from Coqui's tts(), for both vocoders and all three character sets."""
+    voice = bank.voices[member_id]
+    normalizer = Normalizer()
+    texts = ["안녕하세요.", "오늘은 날씨가 아주 맑고 바람이 시원합니다.", "네."]
+    sentences = [normalizer.sentences(t, voice.spec.characters)[0] for t in texts]
+    batched = synthesize_batch(voice, sentences)
+    hop = voice.synthesizer.tts_model.ap.hop_length
+    for sentence, wave_ in zip(sentences, batched, strict=True):
+        alone = np.asarray(voice.synthesizer.tts(sentence, split_sentences=False))
+        assert abs(wave_.size - alone.size) <= hop, sentence
+        assert np.abs(wave_).max() > 0
+
+
+def test_run_batch_reports_each_job_on_its_own(pipeline: Pipeline) -> None:
+    """A batch mixing members, a repeat, an unknown member and unspeakable text: the good jobs
+    get the same objects run() would make, the bad ones their own errors."""
+    expected = pipeline.run(1, "미리 만들어 둔 문장입니다.")
+    outcomes = pipeline.run_batch(
+        [
+            (1, "첫 번째 문장입니다."),
+            (2, "두 번째 문장입니다. 그리고 하나 더."),
+            (77, "없는 목소리"),
+            (1, "미리 만들어 둔 문장입니다."),
+            (1, "🙂"),
+            (1, "세 번째 문장입니다."),
+        ]
+    )
+    first, second, unknown, repeat, unspeakable, third = outcomes
+    for result in (first, second, third):
+        assert isinstance(result, dict) and result["synthesis_s"] > 0
+        assert pipeline.storage.lookup(result["key"]).duration_s == result["duration_s"]
+    assert second["member_id"] == 2 and second["duration_s"] > first["duration_s"]
+    assert isinstance(unknown, SynthesisError) and "member 77" in str(unknown)
+    assert repeat["key"] == expected["key"] and repeat["synthesis_s"] == 0
+    assert isinstance(unspeakable, SynthesisError)
+    assert pipeline.run(1, "세 번째 문장입니다.")["synthesis_s"] == 0  # stored under run()'s key

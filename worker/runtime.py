@@ -19,11 +19,13 @@ from worker.voices import load_bank, resolve_device
 _LOGGER = logging.getLogger(__name__)
 
 _PIPELINE: Pipeline | None = None
+_SETTINGS: Settings | None = None
 
 
 def start(settings: Settings) -> Pipeline:
     """Load every voice and open storage for this process."""
-    global _PIPELINE
+    global _PIPELINE, _SETTINGS
+    _SETTINGS = settings
     started = time.perf_counter()
     # Coqui logs every input sentence at INFO; users' text stays out of our logs.
     logging.getLogger("TTS").setLevel(logging.WARNING)
@@ -68,6 +70,11 @@ def served_repository(settings: Settings) -> Repository:
     return Repository(
         voices={m: v for m, v in repository.voices.items() if m in wanted}, errors=errors
     )
+
+
+def settings() -> Settings:
+    """The settings this process started with."""
+    return _SETTINGS if _SETTINGS is not None else Settings.from_env()
 
 
 def current() -> Pipeline:

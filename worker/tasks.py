@@ -3,14 +3,15 @@ the work lives in :mod:`worker.synthesis`."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
-from common.jobs import TASK_NAME, SynthesisResult
+from common.jobs import TASK_NAME, SynthesisResult, member_queue
 from common.storage import StorageError
-from worker import runtime
+from worker import batching, runtime
 
 
 @shared_task(
+    bind=True,
     name=TASK_NAME,
     autoretry_for=(StorageError,),
     retry_backoff=1,
@@ -19,11 +20,29 @@ from worker import runtime
     max_retries=4,
 )
 def synthesize(
-    member_id: int, text: str, uuid: str | None = None, created_at: str | None = None
+    self: Task,
+    member_id: int,
+    text: str,
+    uuid: str | None = None,
+    created_at: str | None = None,
 ) -> SynthesisResult:
     """Synthesize ``text`` in member ``member_id``'s voice, store the WAV, return its key and URL.
 
     The arguments are :class:`common.jobs.JobMessage`; ``uuid`` and ``created_at`` are the
-    client's own bookkeeping and never become part of a file name.
+    client's own bookkeeping and never become part of a file name. With dynamic batching on,
+    jobs waiting in the same member's queue join this one (:mod:`worker.batching`).
     """
-    return runtime.current().run(int(member_id), text)
+    settings = runtime.settings()
+    pipeline = runtime.current()
+    if settings.batch_size <= 1:
+        return pipeline.run(int(member_id), text)
+    queue = member_queue(settings.queue, int(member_id))
+    wait_s = settings.batch_wait_ms / 1000
+    with batching.waiting_jobs(self.app, queue, settings.batch_size - 1, wait_s) as taken:
+        jobs = [(int(member_id), text), *((job.member_id, job.text) for job in taken)]
+        outcomes = pipeline.run_batch(jobs)
+        batching.report(self.app, taken, outcomes[1:])
+    mine = outcomes[0]
+    if isinstance(mine, Exception):
+        raise mine
+    return mine

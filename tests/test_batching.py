@@ -1,0 +1,72 @@
+"""Dynamic batching on a real worker: with ``MOKSORI_BATCH_SIZE`` set, a burst of jobs for one
+member is taken from its RabbitMQ queue together and synthesized in one model call, and every
+job still gets its own result."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from kombu import Connection
+
+from common.jobs import member_queue
+from launcher.processes import Process, start_api, start_worker
+from tests.conftest import BROKER_URL, base_env
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def batching_stack(
+    services: None, voice_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Process]]:
+    logs = tmp_path_factory.mktemp("batching")
+    queue = f"moksori-batch-{logs.name}"
+    env = base_env(
+        storage_url=f"file://{logs / 'media'}",
+        voice_dir=str(voice_dir),
+        queue=queue,
+        members="1",
+        batch_size="4",
+        batch_wait_ms="300",
+    )
+    worker = start_worker(env, logs)
+    api = None
+    try:
+        api, base = start_api(env, logs)
+        yield base, worker
+    finally:
+        if api is not None:
+            api.stop()
+        worker.stop()
+        with Connection(BROKER_URL) as conn:
+            conn.default_channel.queue_delete(member_queue(queue, 1))
+
+
+def test_burst_is_synthesized_in_batches(batching_stack: tuple[str, Process]) -> None:
+    base, worker = batching_stack
+    texts = [f"{n}번째 손님의 주문을 받았습니다." for n in range(1, 9)]
+    with ThreadPoolExecutor(len(texts)) as pool:
+        answers = list(
+            pool.map(
+                lambda t: requests.post(
+                    f"{base}/api/texts?wait=60", json={"member_id": 1, "text": t}, timeout=70
+                ),
+                texts,
+            )
+        )
+    bodies = [a.json() for a in answers]
+    assert [b["status"] for b in bodies] == ["done"] * len(texts), bodies
+    assert len({b["url"] for b in bodies}) == len(texts)
+    for body in bodies:
+        audio = requests.get(body["url"], timeout=10)
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+        status = requests.get(base + body["status_url"], timeout=10).json()
+        assert status["status"] == "done" and status["url"] == body["url"]
+    sizes = [int(n) for n in re.findall(r"batch of (\d+) job", worker.output())]
+    assert sum(sizes) == len(texts)
+    assert max(sizes) > 1, sizes

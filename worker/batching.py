@@ -1,0 +1,97 @@
+"""Dynamic batching (``MOKSORI_BATCH_SIZE`` > 1): a job that starts also takes up to
+``batch_size - 1`` jobs still waiting in its member's queue, waiting at most
+``MOKSORI_BATCH_WAIT_MS`` for them (Triton's ``max_queue_delay_microseconds``), so a burst for
+one voice becomes one model call (:meth:`worker.synthesis.Pipeline.run_batch`).
+
+The extra jobs are taken with ``basic.get`` on a channel of their own and acknowledged only once
+their results are stored: if the worker dies meanwhile, the broker redelivers them. A taken job
+whose upload fails goes back to the queue (and is then retried like any job).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from kombu import Message
+
+from common.jobs import TASK_NAME, SynthesisResult, queue_declaration
+from common.storage import StorageError
+
+_LOGGER = logging.getLogger(__name__)
+POLL_S = 0.002
+
+
+@dataclass
+class Taken:
+    """A job taken from the queue alongside the running one."""
+
+    task_id: str
+    member_id: int
+    text: str
+    message: Message
+
+
+@contextmanager
+def waiting_jobs(app: Celery, queue: str, limit: int, wait_s: float) -> Iterator[list[Taken]]:
+    """Up to ``limit`` jobs from ``queue``, collected for at most ``wait_s``."""
+    with app.connection_for_read() as conn:
+        channel = conn.channel()
+        bound = queue_declaration(queue)(channel)
+        taken: list[Taken] = []
+        deadline = time.monotonic() + wait_s
+        while len(taken) < limit:
+            message = bound.get(no_ack=False, accept=["json"])
+            if message is None:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(POLL_S)
+                continue
+            job = _job(message)
+            if job is None:  # not ours to batch: leave it to the normal consumer
+                message.requeue()
+                break
+            taken.append(job)
+        try:
+            yield taken
+        finally:
+            for job in taken:  # anything not reported goes back to the queue
+                if not job.message.acknowledged:
+                    job.message.requeue()
+            channel.close()
+
+
+def _job(message: Message) -> Taken | None:
+    headers = message.headers or {}
+    if headers.get("task") != TASK_NAME or headers.get("eta") or headers.get("retries"):
+        return None
+    try:
+        _args, kwargs, _embed = message.decode()
+        return Taken(str(headers["id"]), int(kwargs["member_id"]), str(kwargs["text"]), message)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def report(app: Celery, taken: list[Taken], outcomes: list[SynthesisResult | Exception]) -> None:
+    """Store each taken job's result (or failure) and acknowledge it; storage trouble sends the
+    job back to the queue for a later attempt."""
+    for job, outcome in zip(taken, outcomes, strict=True):
+        if isinstance(outcome, StorageError):
+            _LOGGER.warning("job %s back to the queue: %s", job.task_id, outcome)
+            job.message.requeue()
+            continue
+        if isinstance(outcome, Exception):
+            app.backend.mark_as_failure(job.task_id, outcome)
+        else:
+            app.backend.mark_as_done(job.task_id, dict(outcome))
+        job.message.ack()
+
+
+def describe(outcomes: list[Any]) -> str:
+    done = sum(1 for o in outcomes if not isinstance(o, Exception))
+    return f"{done} done, {len(outcomes) - done} failed"
