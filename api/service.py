@@ -118,11 +118,11 @@ class JobService:
             leader = self._claim(key, job_id)
         except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
+        if leader is not None:
+            self._discard(job_id)  # this request rides on another job: drop its own record
         if isinstance(leader, StoredAudio):  # a twin finished while we looked
-            backend.forget(job_id)
             return self._from_cache(req, voice, leader, base_url)
         if leader is not None:
-            backend.forget(job_id)
             _LOGGER.info("job %s joins job %s for member %s", job_id, leader, req.member_id)
             return Submission(job_id=leader, coalesced=True)
         message = JobMessage(
@@ -161,6 +161,7 @@ class JobService:
             member_id=req.member_id,
             voice_version=voice.version,
             synthesis_s=0.0,
+            pipeline_s=0.0,
         )
         try:
             self.celery.backend.store_result(job_id, dict(result), "SUCCESS")
@@ -202,6 +203,12 @@ class JobService:
             if self.inflight.replace(key, leader, job_id):
                 return None
         return None  # contended three times: render it ourselves; the worker dedupes the upload
+
+    def _discard(self, job_id: str) -> None:
+        try:
+            self.celery.backend.forget(job_id)
+        except UNAVAILABLE:  # it expires with MOKSORI_RESULT_EXPIRES anyway
+            _LOGGER.warning("could not drop the record of job %s", job_id)
 
     def _abandon(self, job_id: str, key: str) -> None:
         """A job that could not be published: followers must see it fail, not wait forever."""

@@ -163,10 +163,16 @@ class Paired:
     e2e: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
     model: list[float] = field(default_factory=list)
+    pipeline: list[float] = field(default_factory=list)
 
     @property
     def overhead(self) -> list[float]:
         return [e - m for e, m in zip(self.e2e, self.model, strict=True)]
+
+    @property
+    def in_worker(self) -> list[float]:
+        """Lookup, encode and store: the worker's pipeline minus the model."""
+        return [p - m for p, m in zip(self.pipeline, self.model, strict=True)]
 
 
 def sequential(
@@ -186,7 +192,9 @@ def sequential(
         out.floor.append(floor_s)
         out.texts.append(text)
         out.e2e.append(took)
-        out.model.append(stack.synthesis_seconds(body["job_id"]))
+        model_s, pipeline_s = stack.worker_seconds(body["job_id"])
+        out.model.append(model_s)
+        out.pipeline.append(pipeline_s)
     return out
 
 
@@ -203,6 +211,12 @@ def latency_rows(report: Report, label: str, runs: Paired) -> None:
             f"<= {budget * 1000:.0f} ms",
             extra <= budget,
         )
+    worker, rest = pct(runs.in_worker, 50), pct(runs.overhead, 50) - pct(runs.in_worker, 50)
+    report.add(
+        f"{label}: where the overhead goes, p50 (profile)",
+        f"{ms(worker)} in the worker around the model (cache lookup, WAV encoding, storage), "
+        f"~{ms(rest)} HTTP + API + RabbitMQ + result delivery",
+    )
 
 
 JUNK: list[dict[str, Any]] = [

@@ -118,14 +118,14 @@ class Stack:
     def status(self, job_id: str) -> dict[str, Any]:
         return self.session().get(f"{self.base}/api/jobs/{job_id}", timeout=30).json()
 
-    def synthesis_seconds(self, job_id: str) -> float:
-        """The model time the worker recorded for a job (``SynthesisResult.synthesis_s``)."""
+    def worker_seconds(self, job_id: str) -> tuple[float, float]:
+        """(model, whole pipeline) seconds the worker recorded for a job (``SynthesisResult``)."""
         celery = make_celery(Settings.from_env(self.env), main="bench")
         try:
             result = celery.backend.get_task_meta(job_id).get("result") or {}
         finally:
             celery.close()
-        return float(result.get("synthesis_s", "nan"))
+        return float(result.get("synthesis_s", "nan")), float(result.get("pipeline_s", "nan"))
 
     def tasks_run(self) -> int:
         """Tasks the workers have executed, from ``celery inspect stats``."""

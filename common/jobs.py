@@ -45,6 +45,8 @@ class SynthesisResult(TypedDict):
     synthesis_s: float
     """Seconds the model took (normalize + synthesize; 0 when the object was already stored):
     what the service adds is the client's wait minus this."""
+    pipeline_s: float
+    """Seconds the whole pipeline took in the worker (model + lookup, encode and store)."""
 
 
 class JobMessage(TypedDict):
@@ -117,9 +119,10 @@ def make_celery(settings: Settings, main: str = "moksori") -> Celery:
         redis_socket_connect_timeout=settings.publish_timeout,
         redis_socket_timeout=max(settings.publish_timeout, 5.0),
         redis_retry_on_timeout=True,
-        # Monitoring: `celery inspect`, `celery events` and Flower need events.
+        # Monitoring: `celery inspect`, `celery events` and Flower need the worker's events. The
+        # API sends no task-sent event: it would cost every request a second confirmed publish.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         broker_heartbeat=30,
     )

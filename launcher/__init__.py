@@ -22,4 +22,5 @@ def api_argv(host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"{host}:{port}",
         "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--access-logfile", "-",
+        "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
     ]  # fmt: skip

@@ -281,10 +281,15 @@ class Pipeline:
             elapsed / duration if duration else 0.0,
             key,
         )
-        return self._result(voice, key, duration, model_s)
+        return self._result(voice, key, duration, model_s, elapsed)
 
     def _result(
-        self, voice: LoadedVoice, key: str, duration_s: float, model_s: float
+        self,
+        voice: LoadedVoice,
+        key: str,
+        duration_s: float,
+        model_s: float,
+        pipeline_s: float = 0.0,
     ) -> SynthesisResult:
         return SynthesisResult(
             key=key,
@@ -294,4 +299,5 @@ class Pipeline:
             member_id=voice.spec.member_id,
             voice_version=voice.spec.version,
             synthesis_s=round(model_s, 4),
+            pipeline_s=round(pipeline_s, 4),
         )
