@@ -50,10 +50,10 @@ def _unavailable(what: str, exc: BaseException) -> ApiError:
 
 @dataclass(frozen=True)
 class Submission:
-    """What ``submit`` did: a new job, an identical job already in flight, or a cache hit."""
+    """What ``submit`` did: a new job, an identical job already in flight (its id), or a cache
+    hit (``view`` holds the answer)."""
 
     job_id: str
-    coalesced: bool = False
     cached: bool = False
     view: dict[str, Any] | None = None
 
@@ -124,7 +124,7 @@ class JobService:
             return self._from_cache(req, voice, leader, base_url)
         if leader is not None:
             _LOGGER.info("job %s joins job %s for member %s", job_id, leader, req.member_id)
-            return Submission(job_id=leader, coalesced=True)
+            return Submission(job_id=leader)
         message = JobMessage(
             member_id=req.member_id, text=req.text, uuid=req.uuid, created_at=req.created_at
         )
