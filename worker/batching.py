@@ -40,7 +40,8 @@ class Taken:
 @contextmanager
 def waiting_jobs(app: Celery, queue: str, limit: int, wait_s: float) -> Iterator[list[Taken]]:
     """Up to ``limit`` jobs from ``queue``, collected for at most ``wait_s``."""
-    with app.connection_for_read() as conn:
+    with app.pool.acquire(block=True) as conn:  # a pooled connection: no handshake per job
+        conn.ensure_connection(max_retries=1)
         channel = conn.channel()
         bound = queue_declaration(queue)(channel)
         taken: list[Taken] = []
