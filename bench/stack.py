@@ -18,6 +18,7 @@ from kombu import Connection
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
 from launcher.processes import REPO, Process, start_api, start_worker
+from voice_model.repository import scan
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BENCH_RESULT_BACKEND", "redis://127.0.0.1:6379/13")
@@ -174,8 +175,10 @@ class Stack:
         if self.api is not None:
             self.api.stop()
         self.stop_workers()
+        # The workers declared a queue for every voice they serve, not only the measured one.
+        served = set(scan(self.voice_dir).voices) | set(self.members)
         with Connection(BROKER_URL) as conn:
-            for m in self.members:
+            for m in sorted(served):
                 conn.default_channel.queue_delete(member_queue(self.queue, m))
 
 
