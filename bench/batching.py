@@ -24,17 +24,14 @@ def measure(voice_dir: Path, batch: int, rounds: int, threads: int) -> list[str]
 
     from common.normalize import Normalizer
     from worker.synthesis import normalize, synthesize_batch
-    from worker.voices import load_voice
+    from worker.voices import load_bank
 
     torch.set_num_threads(threads)
     normalizer = Normalizer()
     texts = Texts()
     rows = []
-    for member_id, spec in scan(voice_dir).voices.items():
-        try:
-            voice = load_voice(spec, "cpu")
-        except Exception:
-            continue
+    for member_id, voice in load_bank(scan(voice_dir), "cpu").voices.items():
+        spec = voice.spec
         sentences = [normalize(normalizer, t, voice)[0] for t in texts.take(batch)]
         one_by_one, batched = [], []
         for _ in range(rounds):

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from celery import Celery
 from kombu import Message
@@ -91,8 +90,3 @@ def report(app: Celery, taken: list[Taken], outcomes: list[SynthesisResult | Exc
         else:
             app.backend.mark_as_done(job.task_id, dict(outcome))
         job.message.ack()
-
-
-def describe(outcomes: list[Any]) -> str:
-    done = sum(1 for o in outcomes if not isinstance(o, Exception))
-    return f"{done} done, {len(outcomes) - done} failed"

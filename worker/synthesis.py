@@ -261,7 +261,7 @@ class Pipeline:
         self,
         voice: LoadedVoice,
         key: str,
-        sentences: int,
+        sentence_count: int,
         samples: np.ndarray,
         model_started: float,
         started: float,
@@ -275,7 +275,7 @@ class Pipeline:
         _LOGGER.info(
             "member %s: %d sentence(s), %.2f s of audio in %.2f s (RTF %.3f) -> %s",
             voice.spec.member_id,
-            sentences,
+            sentence_count,
             duration,
             elapsed,
             elapsed / duration if duration else 0.0,
