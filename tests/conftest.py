@@ -101,3 +101,10 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         time.sleep(0.1)
     yield f"http://127.0.0.1:{port}"
     emulator.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the fault and bad-input report the tests recorded (tests/report.py)."""
+    from tests import report
+
+    report.write(REPO / "var" / "reports" / "robustness.md")
