@@ -76,7 +76,11 @@ class JobService:
         return cls(
             settings=settings,
             celery=celery,
-            storage=open_storage(settings.storage_url),
+            # A cache lookup must not hold a request longer than the broker may.
+            storage=open_storage(
+                settings.storage_url,
+                timeout=min(settings.storage_timeout, settings.publish_timeout),
+            ),
             voices=repository.voices,
             fleet=Fleet(celery, settings.queue, settings.publish_timeout),
             inflight=open_inflight(

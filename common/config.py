@@ -60,6 +60,15 @@ class Settings:
     """Seconds before a synthesis is asked to stop (SoftTimeLimitExceeded)."""
     task_time_limit: int = 150
     """Seconds before a synthesis's process is killed."""
+    max_deliveries: int = 3
+    """A job whose worker process dies this many times while running it (a crash, an OOM kill)
+    fails instead of being delivered again: one poison job cannot take a fleet down in a loop."""
+    storage_retries: int = 4
+    """Times a job retries storing its audio (with exponential backoff) before it fails."""
+    storage_timeout: float = 30.0
+    """Seconds one storage call keeps retrying transient errors (GCS 503s, dropped connections)
+    before the job's own retry with backoff takes over; the API uses at most
+    ``MOKSORI_PUBLISH_TIMEOUT`` for its cache lookups."""
     result_expires: int = 86400
     """Seconds a job's status stays readable."""
     publish_timeout: float = 3.0

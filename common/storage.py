@@ -205,8 +205,9 @@ class GCSStorage:
         return self._bucket.blob(self._name(key)).public_url
 
 
-def open_storage(url: str) -> LocalStorage | GCSStorage:
-    """The storage backend named by ``MOKSORI_STORAGE_URL`` (``file:///dir`` or ``gs://bucket/prefix``)."""
+def open_storage(url: str, timeout: float = 30.0) -> LocalStorage | GCSStorage:
+    """The storage backend named by ``MOKSORI_STORAGE_URL`` (``file:///dir`` or
+    ``gs://bucket/prefix``); ``timeout`` bounds how long one call retries transient errors."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in {"", "localhost"}:
@@ -215,5 +216,5 @@ def open_storage(url: str) -> LocalStorage | GCSStorage:
     if parsed.scheme == "gs":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")
-        return GCSStorage(parsed.netloc, parsed.path)
+        return GCSStorage(parsed.netloc, parsed.path, retry_deadline=timeout)
     raise ValueError(f"storage URL {url!r}: use file:///dir or gs://bucket/prefix")

@@ -24,7 +24,7 @@ PUNCTUATION = "!'(),-.:;? "
 assert decompose("한") == ("\u1112", "\u1161", "\u11ab")
 
 
-def _audio() -> dict:
+def _audio(griffin_lim_iters: int = 10) -> dict:
     return {
         "sample_rate": SAMPLE_RATE,
         "hop_length": HOP,
@@ -32,14 +32,25 @@ def _audio() -> dict:
         "fft_size": 1024,
         "num_mels": 80,
         "power": 1.0,
-        "griffin_lim_iters": 10,
+        "griffin_lim_iters": griffin_lim_iters,
         "do_trim_silence": False,
         "mel_fmax": 8000.0,
     }
 
 
-def glow_tts(checkpoint: Path, config_path: Path, letters: str, step: int = 1) -> None:
-    """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer."""
+def glow_tts(
+    checkpoint: Path,
+    config_path: Path,
+    letters: str,
+    step: int = 1,
+    griffin_lim_iters: int = 10,
+    nan_letters: str = "",
+) -> None:
+    """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer.
+
+    ``griffin_lim_iters`` makes a Griffin-Lim voice as slow as needed; ``nan_letters`` get NaN
+    embeddings, so the model fails on any text containing them (as a voice whose weights
+    overflowed in half precision does) and works on the rest."""
     import torch
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
     from TTS.tts.configs.shared_configs import BaseAudioConfig
@@ -47,7 +58,7 @@ def glow_tts(checkpoint: Path, config_path: Path, letters: str, step: int = 1) -
 
     torch.manual_seed(step)
     config = GlowTTSConfig(
-        audio=BaseAudioConfig(**_audio()),
+        audio=BaseAudioConfig(**_audio(griffin_lim_iters)),
         characters=grapheme_characters(letters, PUNCTUATION),
         text_cleaner=None,
         use_phonemes=False,
@@ -67,6 +78,13 @@ def glow_tts(checkpoint: Path, config_path: Path, letters: str, step: int = 1) -
         },
     )
     model = GlowTTS(config)
+    if nan_letters:
+        from TTS.tts.utils.text.tokenizer import TTSTokenizer
+
+        tokenizer, _ = TTSTokenizer.init_from_config(config)
+        with torch.no_grad():
+            for letter in nan_letters:
+                model.encoder.emb.weight[tokenizer.characters.char_to_id(letter)] = float("nan")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "config": config.to_dict(), "step": step}, checkpoint)
     config.save_json(str(config_path))
@@ -169,3 +187,32 @@ def _manifest(folder: Path, data: dict) -> None:
     (folder / "voice.json").write_text(
         json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8"
     )
+
+
+# The syllables starting with ㅎ: the "fragile" voice's model fails on any text holding one.
+HIEUH_SYLLABLES = "".join(chr(c) for c in range(0xD558, 0xD7A4))
+
+
+def build_fault_repository(root: Path) -> Path:
+    """Voices for the fault tests, all precomposed syllables:
+
+    * member 1, HiFi-GAN: fast (~30 ms a sentence);
+    * member 2, Griffin-Lim with 400 iterations: slow (about a second a sentence), so a test can
+      act while a synthesis runs;
+    * member 3, HiFi-GAN, fragile: NaN weights for every syllable starting with ㅎ, so "하늘"
+      makes the model fail and "바다" works.
+    """
+    fast = root / "voices" / "fast"
+    glow_tts(fast / "glow.pth", fast / "glow.json", SYLLABLES)
+    hifigan(fast / "hifigan.pth", fast / "hifigan.json")
+    slow = root / "voices" / "slow"
+    glow_tts(slow / "glow.pth", slow / "glow.json", SYLLABLES, griffin_lim_iters=400)
+    fragile = root / "voices" / "fragile"
+    glow_tts(fragile / "glow.pth", fragile / "glow.json", SYLLABLES, nan_letters=HIEUH_SYLLABLES)
+    hifigan(fragile / "hifigan.pth", fragile / "hifigan.json")
+    vocoder = {"checkpoint": "hifigan.pth", "config": "hifigan.json"}
+    tts = {"checkpoint": "glow.pth", "config": "glow.json"}
+    _manifest(fast, {"id": 1, "name": "Fast", "version": "1", "tts": tts, "vocoder": vocoder})
+    _manifest(slow, {"id": 2, "name": "Slow", "version": "1", "tts": tts})
+    _manifest(fragile, {"id": 3, "name": "Fragile", "version": "1", "tts": tts, "vocoder": vocoder})
+    return root

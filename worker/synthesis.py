@@ -48,7 +48,12 @@ def synthesize(voice: LoadedVoice, sentences: list[str], pause_s: float) -> np.n
                 f"The model failed on sentence {index + 1} of {len(sentences)}: "
                 f"{type(exc).__name__}"
             ) from exc
-        pieces.append(np.asarray(samples, dtype=np.float32).reshape(-1))
+        wave_ = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not np.isfinite(wave_).all():  # NaN/inf would be written as noise, not refused
+            raise SynthesisError(
+                f"The model produced invalid audio for sentence {index + 1} of {len(sentences)}."
+            )
+        pieces.append(wave_)
     return join_waves(pieces, pause_s, voice.sample_rate)
 
 

@@ -4,21 +4,18 @@ the work lives in :mod:`worker.synthesis`."""
 from __future__ import annotations
 
 from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 
+from common.config import Settings
 from common.jobs import TASK_NAME, SynthesisResult, member_queue
 from common.storage import StorageError
-from worker import batching, runtime
+from worker import batching, deliveries, runtime
+from worker.synthesis import SynthesisError
+
+BACKOFF_MAX_S = 30
 
 
-@shared_task(
-    bind=True,
-    name=TASK_NAME,
-    autoretry_for=(StorageError,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=4,
-)
+@shared_task(bind=True, name=TASK_NAME)
 def synthesize(
     self: Task,
     member_id: int,
@@ -29,19 +26,51 @@ def synthesize(
     """Synthesize ``text`` in member ``member_id``'s voice, store the WAV, return its key and URL.
 
     The arguments are :class:`common.jobs.JobMessage`; ``uuid`` and ``created_at`` are the
-    client's own bookkeeping and never become part of a file name. With dynamic batching on,
-    jobs waiting in the same member's queue join this one (:mod:`worker.batching`).
+    client's own bookkeeping and never become part of a file name. Storage errors are retried
+    with exponential backoff, then fail the job with a plain reason; model errors fail at once.
+    With dynamic batching on, jobs waiting in the same member's queue join this one
+    (:mod:`worker.batching`).
     """
     settings = runtime.settings()
+    if (self.request.delivery_info or {}).get("redelivered"):
+        deliveries.guard(
+            self.backend, self.request.id, settings.max_deliveries, settings.result_expires
+        )
+    if isinstance(member_id, bool) or not isinstance(member_id, int | str):
+        raise SynthesisError(f"member_id must be an integer, not {type(member_id).__name__}.")
+    if not isinstance(text, str):
+        raise SynthesisError(f"text must be a string, not {type(text).__name__}.")
+    try:
+        member = int(member_id)
+    except ValueError:
+        raise SynthesisError(f"member_id must be an integer, not {member_id!r}.") from None
+    try:
+        return _run(self, settings, member, text)
+    except StorageError as exc:
+        retries = self.request.retries
+        if retries >= settings.storage_retries:
+            raise SynthesisError(
+                f"Storage is unavailable: the audio could not be stored after {retries + 1} "
+                f"attempts ({exc})."
+            ) from exc
+        countdown = get_exponential_backoff_interval(
+            factor=1, retries=retries, maximum=BACKOFF_MAX_S, full_jitter=True
+        )
+        raise self.retry(
+            exc=exc, countdown=countdown, max_retries=settings.storage_retries
+        ) from exc
+
+
+def _run(task: Task, settings: Settings, member_id: int, text: str) -> SynthesisResult:
     pipeline = runtime.current()
     if settings.batch_size <= 1:
-        return pipeline.run(int(member_id), text)
-    queue = member_queue(settings.queue, int(member_id))
+        return pipeline.run(member_id, text)
+    queue = member_queue(settings.queue, member_id)
     wait_s = settings.batch_wait_ms / 1000
-    with batching.waiting_jobs(self.app, queue, settings.batch_size - 1, wait_s) as taken:
-        jobs = [(int(member_id), text), *((job.member_id, job.text) for job in taken)]
+    with batching.waiting_jobs(task.app, queue, settings.batch_size - 1, wait_s) as taken:
+        jobs = [(member_id, text), *((job.member_id, job.text) for job in taken)]
         outcomes = pipeline.run_batch(jobs)
-        batching.report(self.app, taken, outcomes[1:])
+        batching.report(task.app, taken, outcomes[1:])
     mine = outcomes[0]
     if isinstance(mine, Exception):
         raise mine

@@ -1,0 +1,508 @@
+"""Fault tests: real worker processes killed mid-synthesis, a real broker restarted or cut off,
+storage answering 503 or gone, jobs delivered twice, poison jobs and jobs that outlive
+RabbitMQ's delivery-acknowledgement timeout. Each checks that no accepted job is lost, that no
+job is synthesized or stored twice, and records what happened in the robustness report.
+
+The shared RabbitMQ on 127.0.0.1:5672 is never stopped or reconfigured: broker faults happen on
+a private node (tests/faults.py) or behind a TCP proxy of the test's own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+from kombu import Connection
+
+from common.config import Settings
+from common.jobs import TASK_NAME, make_celery, member_queue
+from launcher.processes import Process, free_port, reachable, start_api, start_worker
+from tests import report, voice_factory
+from tests.conftest import BROKER_URL, base_env
+from tests.faults import FlakyHttp
+
+pytestmark = pytest.mark.integration
+
+SLOW = 2  # the Griffin-Lim voice at 400 iterations: about a second a sentence
+FAST = 1
+FRAGILE = 3
+
+
+@pytest.fixture(scope="module")
+def fault_voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return voice_factory.build_fault_repository(tmp_path_factory.mktemp("fault-voices"))
+
+
+@dataclass
+class Stack:
+    """A worker and the API on a queue prefix of their own; ``stop`` tears both down."""
+
+    env: dict[str, str]
+    logs: Path
+    worker: Process
+    api: Process
+    base: str
+    workers: list[Process] = field(default_factory=list)
+
+    def post(self, body: dict[str, Any], wait: int = 0, timeout: float = 30) -> requests.Response:
+        query = f"?wait={wait}" if wait else ""
+        return requests.post(f"{self.base}/api/texts{query}", json=body, timeout=timeout)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return requests.get(f"{self.base}/api/jobs/{job_id}", timeout=10).json()
+
+    def wait_final(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(job_id)
+            if status["status"] in {"done", "failed"}:
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} still {status} after {timeout} s:\n{self.logs_tail()}")
+
+    def restart_worker(self) -> Process:
+        self.worker = start_worker(self.env, self.logs, name=f"worker{len(self.workers)}")
+        self.workers.append(self.worker)
+        return self.worker
+
+    def worker_output(self) -> str:
+        return "".join(w.output() for w in self.workers)
+
+    def syntheses(self, key: str) -> int:
+        """How many times any worker synthesized ``key`` (each synthesis logs its key)."""
+        return sum(1 for line in self.worker_output().splitlines() if "RTF" in line and key in line)
+
+    def logs_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.output()[-3000:]}" for p in [*self.workers, self.api])
+
+    def stop(self) -> None:
+        self.api.stop()
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                os.killpg(worker.proc.pid, signal.SIGCONT)  # a test may have frozen it
+            worker.stop()
+
+
+def launch(
+    tmp_path: Path,
+    voices: Path,
+    broker_url: str = BROKER_URL,
+    extra_env: dict[str, str] | None = None,
+    **settings: str,
+) -> Stack:
+    queue = f"moksori-fault-{tmp_path.name[-12:]}-{os.getpid()}"
+    env = base_env(
+        **{
+            "voice_dir": str(voices),
+            "queue": queue,
+            "storage_url": f"file://{tmp_path / 'media'}",
+            **settings,
+        }
+    )
+    env["MOKSORI_BROKER_URL"] = broker_url
+    env.update(extra_env or {})
+    worker = start_worker(env, tmp_path, name="worker0")
+    try:
+        api, base = start_api(env, tmp_path)
+    except BaseException:
+        worker.stop()
+        raise
+    return Stack(env=env, logs=tmp_path, worker=worker, api=api, base=base, workers=[worker])
+
+
+def delete_queues(stack: Stack, broker_url: str = BROKER_URL) -> None:
+    prefix = stack.env["MOKSORI_QUEUE"]
+    try:
+        with Connection(broker_url, connect_timeout=5) as conn:
+            channel = conn.channel()
+            for name in [prefix, *(member_queue(prefix, m) for m in (FAST, SLOW, FRAGILE))]:
+                channel.queue_delete(name)
+    except OSError:
+        pass  # a private node that is already gone takes its queues with it
+
+
+@pytest.fixture(scope="module")
+def stack(
+    services: None, fault_voices: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Worker + API on the shared RabbitMQ and Redis, local storage, shared by the tests that
+    leave a worker serving (a killed one is replaced); a job may be delivered twice."""
+    stack = launch(tmp_path_factory.mktemp("fault-stack"), fault_voices, max_deliveries="2")
+    yield stack
+    stack.stop()
+    delete_queues(stack)
+
+
+def stored_objects(stack: Stack) -> set[str]:
+    """The keys of every object in the stack's local storage."""
+    media = Path(stack.env["MOKSORI_STORAGE_URL"].removeprefix("file://"))
+    return {key_of(str(p)) for p in media.rglob("*.wav") if p.is_file()}
+
+
+def key_of(url: str) -> str:
+    return url[url.index("wav/") :]
+
+
+def pool_child(worker: Process) -> psutil.Process:
+    children = psutil.Process(worker.proc.pid).children(recursive=True)
+    assert len(children) == 1, children
+    return children[0]
+
+
+def running_pid(stack: Stack, job_id: str, timeout: float = 90) -> int:
+    """The pid of the pool process running ``job_id``, once it has really started it."""
+    celery = make_celery(Settings.from_env(stack.env), main="fault-probe")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            replies = celery.control.inspect([stack.worker.hostname], timeout=1.0).active() or {}
+            for task in replies.get(stack.worker.hostname, []):
+                if task["id"] == job_id and task.get("worker_pid") and task.get("time_start"):
+                    return int(task["worker_pid"])
+            time.sleep(0.2)
+    finally:
+        celery.close()
+    raise AssertionError(f"job {job_id} never started:\n{stack.logs_tail()}")
+
+
+def slow_text(sentences: int = 3) -> dict[str, Any]:
+    words = ["바다", "구름", "나무", "도시", "기차", "노래", "저녁", "아침"]
+    text = " ".join(f"{words[i % 8]}와 {words[(i + 3) % 8]}를 봅니다." for i in range(sentences))
+    return {"member_id": SLOW, "text": f"{os.urandom(2).hex()} {text}"}
+
+
+# --- Worker crashes -------------------------------------------------------------------------
+
+
+def test_pool_process_killed_mid_synthesis(stack: Stack) -> None:
+    """kill -9 of the process running a synthesis: the job goes back to the queue, the worker
+    starts a new pool process, and the job completes once: one object, status done."""
+    before = stored_objects(stack)
+    accepted = stack.post(slow_text())
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    pid = running_pid(stack, job_id)
+    os.kill(pid, signal.SIGKILL)
+    status = stack.wait_final(job_id)
+    assert status["status"] == "done", status
+    assert stored_objects(stack) - before == {key_of(status["url"])}
+    assert requests.get(status["url"], timeout=10).content[:4] == b"RIFF"
+    assert stack.syntheses(key_of(status["url"])) == 1  # the killed attempt never finished
+    assert f"job {job_id} delivered again (delivery 2)" in stack.worker.output()
+    report.record(
+        "worker crash",
+        "kill -9 of the pool process while it synthesizes",
+        "job requeued (late ack), new pool process took it: done, 1 object, 1 completed synthesis",
+        1,
+        0,
+    )
+
+
+def test_whole_worker_killed_mid_synthesis(stack: Stack) -> None:
+    """kill -9 of the whole worker (main and pool process, as when a machine dies): RabbitMQ
+    requeues the unacknowledged job and a new worker completes it."""
+    before = stored_objects(stack)
+    accepted = stack.post(slow_text())
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    running_pid(stack, job_id)
+    os.killpg(stack.worker.proc.pid, signal.SIGKILL)
+    stack.worker.proc.wait(timeout=10)
+    assert stack.status(job_id)["status"] in {"queued", "running"}
+    stack.restart_worker()
+    status = stack.wait_final(job_id)
+    assert status["status"] == "done", status
+    assert stored_objects(stack) - before == {key_of(status["url"])}
+    assert stack.syntheses(key_of(status["url"])) == 1
+    report.record(
+        "worker crash",
+        "kill -9 of the whole worker (main + pool) mid-synthesis, then a new worker",
+        "RabbitMQ requeued the unacked job; the new worker finished it: done, 1 object",
+        1,
+        0,
+    )
+
+
+def test_job_that_keeps_killing_its_worker_stops_being_retried(stack: Stack) -> None:
+    """A poison job that takes its worker process down every time (an OOM kill, a segfault) is
+    delivered MOKSORI_MAX_DELIVERIES (here 2) times, then fails with a reason; the worker
+    serves on."""
+    job_id = stack.post(slow_text()).json()["job_id"]
+    for _ in range(2):
+        os.kill(running_pid(stack, job_id), signal.SIGKILL)
+    status = stack.wait_final(job_id)
+    assert status["status"] == "failed", status
+    assert "stopped 2 times" in status["error"]
+    assert "url" not in status
+    ok = stack.post({"member_id": FAST, "text": "그래도 다음 일은 합니다."}, wait=60, timeout=70)
+    assert ok.json()["status"] == "done", ok.text
+    report.record(
+        "poison job",
+        "a job whose pool process is killed on every delivery (MOKSORI_MAX_DELIVERIES=2)",
+        f'failed after 2 deliveries: "{status["error"]}"; the next job was done',
+        2,
+        0,
+    )
+
+
+# --- Poison input ---------------------------------------------------------------------------
+
+
+def test_text_that_makes_the_model_fail(stack: Stack) -> None:
+    """Text that makes the model raise fails that job with a reason, once (no redelivery), and
+    the worker keeps serving the same voice."""
+    bad = stack.post({"member_id": FRAGILE, "text": "하늘이 파랗다."}, wait=60, timeout=70)
+    assert bad.status_code == 200, bad.text
+    body = bad.json()
+    assert body["status"] == "failed"
+    assert "The model failed on sentence 1 of 1" in body["error"]
+    good = stack.post({"member_id": FRAGILE, "text": "바다로 갑니다."}, wait=60, timeout=70)
+    assert good.json()["status"] == "done", good.text
+    time.sleep(1.0)
+    received = stack.worker.output().count(f"[{body['job_id']}] received")
+    assert received == 1
+    report.record(
+        "poison job",
+        "text the model raises on (a voice with NaN weights for syllables starting with ㅎ)",
+        f'failed once with "{body["error"]}"; not redelivered; the same voice then said '
+        "another text",
+        2,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"member_id": FAST, "text": None}, "text must be a string"),
+        ({"member_id": "abc", "text": "안녕"}, "member_id must be an integer"),
+        ({"member_id": 77, "text": "안녕"}, "No voice for member 77"),
+        ({"member_id": FAST}, "missing 1 required positional argument"),
+    ],
+)
+def test_malformed_messages_fail_with_a_reason(
+    stack: Stack, kwargs: dict[str, Any], reason: str
+) -> None:
+    """Messages no API would send (published straight to the queue) fail with a reason and are
+    not redelivered; the worker keeps serving."""
+    celery = make_celery(Settings.from_env(stack.env), main="fault-client")
+    try:
+        job = celery.send_task(
+            TASK_NAME, kwargs=kwargs, queue=member_queue(stack.env["MOKSORI_QUEUE"], FAST)
+        )
+        job.get(timeout=30, propagate=False)
+    finally:
+        celery.close()
+    status = stack.status(job.id)
+    assert status["status"] == "failed", status
+    assert reason in status["error"]
+    ok = stack.post({"member_id": FAST, "text": "다음 문장은 괜찮습니다."}, wait=60, timeout=70)
+    assert ok.json()["status"] == "done"
+    assert stack.worker.output().count(f"[{job.id}] received") == 1
+    report.record(
+        "poison job",
+        f"malformed message on the queue: {kwargs!r}",
+        f'failed with "{status["error"]}"; not redelivered; next job done',
+        1,
+        0,
+    )
+
+
+def test_same_job_delivered_twice(stack: Stack) -> None:
+    """The same job published twice (a publisher retry after a lost confirm): one synthesis,
+    one object, one URL, and the job reads done."""
+    before = stored_objects(stack)
+    accepted = stack.post({"member_id": FAST, "text": "두 번 배달된 일입니다."})
+    assert accepted.status_code == 202
+    job_id = accepted.json()["job_id"]
+    celery = make_celery(Settings.from_env(stack.env), main="fault-client")
+    try:
+        again = celery.send_task(
+            TASK_NAME,
+            kwargs={"member_id": FAST, "text": "두 번 배달된 일입니다.", "uuid": None},
+            task_id=job_id,
+            queue=member_queue(stack.env["MOKSORI_QUEUE"], FAST),
+        )
+        again.get(timeout=30)
+    finally:
+        celery.close()
+    deadline = time.monotonic() + 30
+    while stack.worker.output().count(f"[{job_id}] succeeded") < 2:
+        assert time.monotonic() < deadline, stack.logs_tail()
+        time.sleep(0.1)
+    status = stack.wait_final(job_id)
+    assert status["status"] == "done"
+    assert stored_objects(stack) - before == {key_of(status["url"])}
+    assert stack.syntheses(key_of(status["url"])) == 1
+    report.record(
+        "duplicate delivery",
+        "the same job id published twice",
+        "both deliveries succeeded with the same URL; 1 synthesis (the second found the object "
+        "stored), 1 object",
+        1,
+        0,
+    )
+
+
+# --- Storage faults -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gcs_stack(
+    services: None, fault_voices: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Stack, FlakyHttp, Process]]:
+    """Worker + API on GCS (a private emulator) through an HTTP proxy that can answer 503.
+    The test that stops the emulator runs last."""
+    tmp_path = tmp_path_factory.mktemp("gcs-fault-stack")
+    port = free_port()
+    emulator = start_emulator(port, tmp_path)
+    flaky = FlakyHttp(f"http://127.0.0.1:{port}")
+    stack = None
+    try:
+        stack = launch(
+            tmp_path,
+            fault_voices,
+            extra_env={"STORAGE_EMULATOR_HOST": flaky.url},
+            storage_url="gs://moksori-test/faults",
+            storage_timeout="1",
+            storage_retries="2",
+        )
+        yield stack, flaky, emulator
+    finally:
+        if stack is not None:
+            stack.stop()
+            delete_queues(stack)
+        flaky.close()
+        emulator.stop()
+
+
+def start_emulator(port: int, log_dir: Path) -> Process:
+    emulator = Process(
+        f"gcs-{port}",
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--default-bucket",
+            "moksori-test",
+        ],
+        {**os.environ},
+        log_dir,
+    )
+    deadline = time.monotonic() + 30
+    while not reachable("127.0.0.1", port):
+        assert emulator.proc.poll() is None and time.monotonic() < deadline, emulator.output()
+        time.sleep(0.1)
+    return emulator
+
+
+def gcs_exists(stack: Stack, key: str, upstream: str) -> bool:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    os.environ["STORAGE_EMULATOR_HOST"] = upstream
+    try:
+        client = storage.Client(credentials=AnonymousCredentials(), project="moksori-local")
+        return client.bucket("moksori-test").blob(f"faults/{key}").exists()
+    finally:
+        del os.environ["STORAGE_EMULATOR_HOST"]
+
+
+def test_storage_503s_are_retried_with_backoff(
+    gcs_stack: tuple[Stack, FlakyHttp, Process],
+) -> None:
+    """A few 503s from GCS: the upload is retried (the client's own retries, then the job's,
+    with backoff) and the job completes with a URL to an object that exists."""
+    stack, flaky, _ = gcs_stack
+    upstream = f"http://{flaky.upstream[0]}:{flaky.upstream[1]}"
+    flaky.fail_next = 6
+    response = stack.post(
+        {"member_id": FAST, "text": "잠깐 실패해도 저장합니다."}, wait=60, timeout=70
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "done", body
+    assert flaky.failed == 6
+    assert gcs_exists(stack, key_of(body["url"]), upstream)
+    report.record(
+        "storage",
+        "GCS answers 503 to the next 6 requests",
+        f"retried; done with a URL to an existing object ({flaky.failed} 503s absorbed)",
+        1,
+        0,
+    )
+
+
+def test_storage_outage_fails_the_job_clearly_and_recovers(
+    gcs_stack: tuple[Stack, FlakyHttp, Process],
+) -> None:
+    """GCS answering 503 to everything: the job retries with backoff, then fails with a plain
+    reason and no URL, and no object appears; once storage is back the same text succeeds."""
+    stack, flaky, _ = gcs_stack
+    upstream = f"http://{flaky.upstream[0]}:{flaky.upstream[1]}"
+    text = {"member_id": FAST, "text": "저장소가 멈추면 실패를 알립니다."}
+    flaky.fail_next = -1
+    started = time.monotonic()
+    accepted = stack.post(text)
+    assert accepted.status_code == 202, accepted.text  # lookup failed: treated as a miss
+    assert time.monotonic() - started < 5
+    job_id = accepted.json()["job_id"]
+    status = stack.wait_final(job_id, timeout=120)
+    assert status["status"] == "failed", status
+    assert "Storage is unavailable" in status["error"] and "3 attempts" in status["error"]
+    assert "url" not in status
+    assert stack.worker.output().count(f"[{job_id}] retry") == 2
+    flaky.fail_next = 0
+    again = stack.post(text, wait=60, timeout=70).json()
+    assert again["status"] == "done", again
+    assert gcs_exists(stack, key_of(again["url"]), upstream)
+    report.record(
+        "storage",
+        "GCS answers 503 to every request (then recovers)",
+        f'202 at once; job retried twice with backoff, then failed: "{status["error"][:60]}…" '
+        "with no URL and no object; the same text succeeded once storage was back",
+        2,
+        0,
+    )
+
+
+def test_storage_emulator_stopped(gcs_stack: tuple[Stack, FlakyHttp, Process]) -> None:
+    """Storage not answering at all (the emulator stopped): the job fails with a reason after
+    its retries, never with a URL; with storage started again, jobs succeed."""
+    stack, flaky, emulator = gcs_stack
+    emulator.stop()
+    accepted = stack.post({"member_id": FAST, "text": "저장소가 꺼졌습니다."})
+    assert accepted.status_code == 202, accepted.text
+    status = stack.wait_final(accepted.json()["job_id"], timeout=120)
+    assert status["status"] == "failed" and "url" not in status, status
+    assert "Storage is unavailable" in status["error"]
+    restarted = start_emulator(flaky.upstream[1], stack.logs)
+    try:
+        ok = stack.post(
+            {"member_id": FAST, "text": "저장소가 다시 켜졌습니다."}, wait=60, timeout=70
+        )
+        assert ok.json()["status"] == "done", ok.text
+    finally:
+        restarted.stop()
+    report.record(
+        "storage",
+        "storage emulator stopped (connections refused), then started again",
+        "job failed after its retries with a reason and no URL; jobs after the restart done",
+        2,
+        0,
+    )
