@@ -15,6 +15,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +32,11 @@ class RabbitNode:
     RabbitMQ's delivery-acknowledgement timeout for this node only (checked every second here,
     instead of RabbitMQ's default of once a minute, so a test can cross it quickly)."""
 
-    def __init__(self, root: Path, consumer_timeout_ms: int | None = None) -> None:
+    def __init__(self, consumer_timeout_ms: int | None = None) -> None:
+        # Not under pytest's tmp_path: its folders are private to root, and the node runs as the
+        # rabbitmq user. remove() deletes it.
+        root = Path(tempfile.mkdtemp(prefix="moksori-rabbit-"))
+        root.chmod(0o755)
         self.root = root
         self.name = f"moksori-test-{uuid.uuid4().hex[:8]}@localhost"
         self.port = free_port()
@@ -112,9 +117,35 @@ class RabbitNode:
         while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def restart(self) -> None:
+    def set_consumer_timeout(self, ms: int) -> None:
+        """Change the delivery-acknowledgement timeout of the running node (new channels)."""
+        subprocess.run(
+            ["rabbitmqctl", "-n", self.name, "eval",
+             f"application:set_env(rabbit, consumer_timeout, {int(ms)})."],
+            env=self._env, capture_output=True, timeout=60, check=True,
+        )  # fmt: skip
+
+    def remove(self) -> None:
+        """Stop the node and delete its data."""
         self.stop()
-        self.start()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Crash the node (SIGKILL to every process of it), as a power cut would."""
+        if self._proc is None:
+            return
+        import psutil
+
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(self._proc.pid)
+            for proc in [*parent.children(recursive=True), parent]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+        self._proc.wait(timeout=30)
+        self._proc = None
+        deadline = time.monotonic() + 15
+        while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def output(self) -> str:
         path = self.root / "server.out"

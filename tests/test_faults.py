@@ -28,7 +28,7 @@ from common.jobs import TASK_NAME, make_celery, member_queue
 from launcher.processes import Process, free_port, reachable, start_api, start_worker
 from tests import report, voice_factory
 from tests.conftest import BROKER_URL, base_env
-from tests.faults import FlakyHttp
+from tests.faults import FlakyHttp, RabbitNode, TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +105,9 @@ def launch(
             "voice_dir": str(voices),
             "queue": queue,
             "storage_url": f"file://{tmp_path / 'media'}",
+            # The tests poll job status quickly from one address.
+            "rate_limit": "off",
+            "max_queued_per_client": "0",
             **settings,
         }
     )
@@ -504,5 +507,183 @@ def test_storage_emulator_stopped(gcs_stack: tuple[Stack, FlakyHttp, Process]) -
         "storage emulator stopped (connections refused), then started again",
         "job failed after its retries with a reason and no URL; jobs after the restart done",
         2,
+        0,
+    )
+
+
+# --- Broker faults --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rabbit_node(services: None, tmp_path: Path) -> Iterator[RabbitNode]:
+    """A private RabbitMQ node the test may stop, crash and restart."""
+    if not RabbitNode.available():
+        pytest.fail("rabbitmq-server is needed for the broker fault tests")
+    node = RabbitNode()
+    try:
+        node.start()
+        yield node
+    finally:
+        node.remove()
+
+
+def freeze(worker: Process, frozen: bool) -> None:
+    """SIGSTOP/SIGCONT a worker (main and pool process): a busy worker, so jobs stay queued."""
+    os.killpg(worker.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+def accept_jobs(stack: Stack, label: str, count: int = 4) -> list[str]:
+    ids = []
+    for n in range(count):
+        response = stack.post({"member_id": FAST, "text": f"{label} {n + 1}번째 문장입니다."})
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["job_id"])
+    return ids
+
+
+def refused_quickly(stack: Stack, text: str) -> float:
+    """POST while the broker is unreachable: a 503 with Retry-After, in how many seconds."""
+    started = time.monotonic()
+    response = stack.post({"member_id": FAST, "text": text}, timeout=30)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response.headers["Retry-After"]
+    return elapsed
+
+
+def recovers(stack: Stack, label: str, timeout: float = 60) -> float:
+    """Seconds until the API accepts a new job again, with nobody restarting it."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        response = stack.post({"member_id": FAST, "text": f"{label} 다시 받습니다."}, timeout=30)
+        if response.status_code in {200, 202}:
+            return time.monotonic() - started
+        assert response.status_code == 503, response.text
+        time.sleep(0.5)
+    raise AssertionError(f"the API did not recover in {timeout} s:\n{stack.logs_tail()}")
+
+
+@pytest.mark.parametrize("how", ["restart", "crash"])
+def test_broker_restart_loses_no_accepted_job(
+    rabbit_node: RabbitNode, fault_voices: Path, tmp_path: Path, how: str
+) -> None:
+    """Jobs queued when the broker restarts (or crashes and comes back) survive it: durable
+    queues, persistent confirmed messages. Meanwhile the API answers 503 at once, and API and
+    worker reconnect by themselves."""
+    stack = launch(tmp_path, fault_voices, broker_url=rabbit_node.url, publish_timeout="2")
+    try:
+        warm = stack.post({"member_id": FAST, "text": "시작합니다."}, wait=60, timeout=70)
+        assert warm.json()["status"] == "done", warm.text
+        freeze(stack.worker, True)
+        jobs = accept_jobs(stack, how)
+        rabbit_node.kill() if how == "crash" else rabbit_node.stop()
+        refused_s = refused_quickly(stack, "브로커가 없습니다.")
+        assert refused_s < 5
+        assert {stack.status(j)["status"] for j in jobs} == {"queued"}
+        rabbit_node.start()
+        freeze(stack.worker, False)
+        recovered_s = recovers(stack, how)
+        finals = [stack.wait_final(j) for j in jobs]
+        assert [f["status"] for f in finals] == ["done"] * len(jobs), finals
+    finally:
+        stack.stop()
+    report.record(
+        "broker",
+        f"RabbitMQ {'killed -9' if how == 'crash' else 'stopped'} and started again with "
+        f"{len(jobs)} jobs queued",
+        f"503 service_unavailable in {refused_s:.2f} s while down; API accepting again "
+        f"{recovered_s:.1f} s after the broker was back; all {len(jobs)} queued jobs done",
+        len(jobs),
+        0,
+    )
+
+
+def test_broker_connection_cut_loses_no_accepted_job(
+    services: None, fault_voices: Path, tmp_path: Path
+) -> None:
+    """Every connection to the broker dropped and new ones refused (a partition), then
+    restored: 503s meanwhile, then API and worker reconnect by themselves and every job queued
+    before the cut is done."""
+    proxy = TcpProxy(5672)
+    broker = f"amqp://guest:guest@127.0.0.1:{proxy.port}//"
+    stack = launch(tmp_path, fault_voices, broker_url=broker, publish_timeout="2")
+    try:
+        warm = stack.post({"member_id": FAST, "text": "연결합니다."}, wait=60, timeout=70)
+        assert warm.json()["status"] == "done", warm.text
+        freeze(stack.worker, True)
+        jobs = accept_jobs(stack, "끊김")
+        proxy.cut()
+        refused_s = refused_quickly(stack, "연결이 끊겼습니다.")
+        assert refused_s < 5
+        proxy.restore()
+        freeze(stack.worker, False)
+        recovered_s = recovers(stack, "끊김")
+        finals = [stack.wait_final(j) for j in jobs]
+        assert [f["status"] for f in finals] == ["done"] * len(jobs), finals
+    finally:
+        stack.stop()
+        proxy.cut()
+        delete_queues(stack)
+    report.record(
+        "broker",
+        f"every broker connection cut (TCP proxy), new ones refused, with {len(jobs)} jobs "
+        "queued; then restored",
+        f"503 in {refused_s:.2f} s during the cut; accepting again {recovered_s:.1f} s after; "
+        f"all {len(jobs)} jobs done",
+        len(jobs),
+        0,
+    )
+
+
+def test_job_longer_than_the_consumer_timeout(
+    services: None, fault_voices: Path, tmp_path: Path
+) -> None:
+    """A synthesis that outlives RabbitMQ's delivery-acknowledgement timeout (3 s on this
+    private node; 30 min by default, above MOKSORI_TASK_TIME_LIMIT) is neither lost nor
+    synthesized twice. RabbitMQ closes the channel and Celery stops the worker once the running
+    job is done; the job reads done, and the restarted worker (as `make run` or Docker restarts
+    it), with the timeout raised as the README says, answers the redelivered copy from
+    storage."""
+    node = RabbitNode(consumer_timeout_ms=3000)
+    node.start()
+    try:
+        stack = launch(tmp_path, fault_voices, broker_url=node.url)
+    except BaseException:
+        node.remove()
+        raise
+    try:
+        before = stored_objects(stack)
+        accepted = stack.post(slow_text(8))
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["job_id"]
+        status = stack.wait_final(job_id, timeout=180)
+        assert status["status"] == "done", status
+        first = stack.worker
+        first.proc.wait(timeout=60)  # Celery: "Unrecoverable error: PreconditionFailed"
+        assert "delivery acknowledgement on channel" in first.output()
+        # The fix the README gives: a consumer_timeout above the time limit (and above a
+        # worker's start-up, since a starting worker holds one message while its voices load).
+        node.set_consumer_timeout(1_800_000)
+        stack.restart_worker()
+        stack.worker.wait_for(f"job {job_id} delivered again (delivery 2)", timeout=60)
+        stack.worker.wait_for(f"[{job_id}] succeeded", timeout=60)
+        assert stack.status(job_id)["status"] == "done"
+        ok = stack.post(
+            {"member_id": FAST, "text": "시간 초과 뒤에도 일합니다."}, wait=60, timeout=70
+        )
+        assert ok.json().get("status") == "done", ok.text + stack.logs_tail()
+        assert stored_objects(stack) - before == {key_of(status["url"]), key_of(ok.json()["url"])}
+        assert stack.syntheses(key_of(status["url"])) == 1
+    finally:
+        stack.stop()
+        node.remove()
+    report.record(
+        "broker",
+        "a synthesis longer than RabbitMQ's consumer_timeout (3 s on a private node)",
+        "job done once (1 synthesis, 1 object); RabbitMQ closed the channel, Celery stopped the "
+        "worker after the job; restarted with the timeout raised, the worker answered the "
+        "redelivered copy from storage",
+        1,
         0,
     )
