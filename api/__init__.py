@@ -12,13 +12,16 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import errors, health, jobs, media, members
+from api import auth, errors, health, jobs, limits, media, members
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
 
 _LOGGER = logging.getLogger(__name__)
+
+MIN_KEY_LENGTH = 16
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -26,6 +29,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.from_env(**dict(test_config or {}))
     if any(origin.strip() == "*" for origin in settings.cors_origins):
         raise ValueError("MOKSORI_CORS_ORIGINS must list origins; '*' is not allowed")
+    if any(len(key) < MIN_KEY_LENGTH for key in settings.api_keys):
+        raise ValueError(f"MOKSORI_API_KEYS: every key needs at least {MIN_KEY_LENGTH} characters")
 
     app = Flask(__name__)
     app.config.update(
@@ -34,6 +39,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.json.ensure_ascii = False  # Korean stays readable in responses
     app.json.sort_keys = False
+    if settings.trusted_proxies:  # the client's address from the proxies' X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)
 
     service = JobService.from_settings(settings)
     app.extensions["moksori"] = service
@@ -46,16 +53,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     errors.init_app(app)
+    limiter = limits.init_app(app, settings)  # before auth: wrong keys count against their IP
+    guard = auth.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(jobs.bp)
     if isinstance(service.storage, LocalStorage):
         app.register_blueprint(media.bp)
     _LOGGER.info(
-        "API ready: %d voice(s), broker %s, storage %s",
+        "API ready: %d voice(s), broker %s, storage %s, %s, rate limit %s, queued jobs per "
+        "client %s",
         len(service.voices),
         _redact(settings.broker_url),
         settings.storage_url,
+        f"{len(guard.digests)} API key(s)" if guard.enabled else "no API keys (open)",
+        f"{settings.rate_limit} in {_redact(settings.rate_limit_storage)}" if limiter else "off",
+        settings.max_queued_per_client or "unlimited",
     )
     return app
 

@@ -6,6 +6,7 @@ import uuid
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from api.auth import client_id
 from api.errors import ApiError
 from api.service import JobService
 from api.validation import json_body, parse_text_request, wait_seconds
@@ -24,7 +25,7 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
     service = _service()
     wait = wait_seconds(request.args.get("wait"))
     req = parse_text_request(json_body(request), service.settings.max_text_length)
-    submission = service.submit(req, request.host_url)
+    submission = service.submit(req, request.host_url, client_id())
     job_id = submission.job_id
     status_url = url_for("jobs.get_job", job_id=job_id)
     body = {

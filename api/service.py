@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from api.errors import ApiError
 from api.fleet import Fleet
 from api.inflight import Inflight, open_inflight
+from api.quota import Quota, open_quota
 from api.validation import TextRequest
 from common.config import Settings
 from common.jobs import (
@@ -37,6 +38,9 @@ _LOGGER = logging.getLogger(__name__)
 # (kombu's OperationalError is a KombuError; ConnectionError and TimeoutError are OSErrors.)
 UNAVAILABLE = (KombuError, RedisError, OSError)
 
+# What a client over its queued-jobs cap is told to wait: about one synthesis.
+QUEUE_CAP_RETRY_AFTER_S = 5
+
 
 def _unavailable(what: str, exc: BaseException) -> ApiError:
     _LOGGER.warning("%s unavailable: %s", what, exc)
@@ -45,6 +49,16 @@ def _unavailable(what: str, exc: BaseException) -> ApiError:
         "service_unavailable",
         f"The job queue is unavailable ({what}); try again shortly.",
         headers={"Retry-After": "5"},
+    )
+
+
+def _too_many_queued(cap: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_queued_jobs",
+        f"This client already has {cap} jobs queued or running (the limit); "
+        "wait for one to finish.",
+        headers={"Retry-After": str(QUEUE_CAP_RETRY_AFTER_S)},
     )
 
 
@@ -68,6 +82,7 @@ class JobService:
     voices: dict[int, VoiceSpec]
     fleet: Fleet
     inflight: Inflight
+    quota: Quota
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
@@ -86,6 +101,12 @@ class JobService:
             inflight=open_inflight(
                 celery.backend, 2 * settings.task_time_limit, namespace=settings.queue
             ),
+            quota=open_quota(
+                celery.backend,
+                settings.max_queued_per_client,
+                2 * settings.task_time_limit,
+                namespace=settings.queue,
+            ),
         )
 
     def voice(self, member_id: int) -> VoiceSpec:
@@ -97,10 +118,11 @@ class JobService:
             )
         return voice
 
-    def submit(self, req: TextRequest, base_url: str) -> Submission:
+    def submit(self, req: TextRequest, base_url: str, client: str) -> Submission:
         """Answer from the cache, join an identical job in flight, or queue a new synthesis.
 
-        4xx for bad input; 503 when no worker serves the member or the queue is down."""
+        4xx for bad input; 429 when ``client`` already has its cap of jobs queued or running;
+        503 when no worker serves the member or the queue is down."""
         voice = self.voice(req.member_id)
         if not pronounceable(req.text):
             raise ApiError(
@@ -117,12 +139,22 @@ class JobService:
         backend = self.celery.backend
         # Record the job before publishing (a worker may finish before we would get to it after)
         # and before claiming the key (a follower must never find a leader without a record).
+        # The client's slot is taken after the record exists (a slot's job is never unknown)
+        # and before the key is claimed (so a refusal leaves nothing anyone could join).
+        admitted = False
         try:
             backend.store_result(job_id, {"member_id": req.member_id, "uuid": req.uuid}, QUEUED)
-            leader = self._claim(key, job_id)
+            admitted = self.quota.take(client, job_id)
+            leader = self._claim(key, job_id) if admitted else None
         except UNAVAILABLE as exc:
+            if admitted:
+                self._give_back(client, job_id)
             raise _unavailable("result backend", exc) from exc
+        if not admitted:
+            self._discard(job_id)
+            raise _too_many_queued(self.quota.cap)
         if leader is not None:
+            self._give_back(client, job_id)
             self._discard(job_id)  # this request rides on another job: drop its own record
         if isinstance(leader, StoredAudio):  # a twin finished while we looked
             return self._from_cache(req, voice, leader, base_url)
@@ -141,6 +173,7 @@ class JobService:
             )
         except UNAVAILABLE as exc:
             self._abandon(job_id, key)
+            self._give_back(client, job_id)
             raise _unavailable("broker", exc) from exc
         _LOGGER.info("job %s queued for member %s", job_id, req.member_id)
         return Submission(job_id=job_id)
@@ -207,6 +240,12 @@ class JobService:
             if self.inflight.replace(key, leader, job_id):
                 return None
         return None  # contended three times: render it ourselves; the worker dedupes the upload
+
+    def _give_back(self, client: str, job_id: str) -> None:
+        try:
+            self.quota.give_back(client, job_id)
+        except UNAVAILABLE:  # the slot ends with its job's failed record, or its deadline
+            _LOGGER.warning("could not free the queue slot of job %s", job_id)
 
     def _discard(self, job_id: str) -> None:
         try:

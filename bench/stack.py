@@ -62,6 +62,9 @@ class Stack:
             MOKSORI_DEVICE="cpu",
             MOKSORI_TORCH_THREADS=str(self.threads),
             MOKSORI_BATCH_SIZE=str(self.batch_size),
+            # One client floods the service on purpose here: per-client limits would cut it off.
+            MOKSORI_RATE_LIMIT="off",
+            MOKSORI_MAX_QUEUED_PER_CLIENT="0",
         )
         return env
 

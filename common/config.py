@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,22 @@ class Settings:
     """Largest accepted request body, in bytes."""
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     """Comma-separated allowed browser origins (exact origins or regular expressions)."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Comma-separated API keys; when set, every /api/* call needs ``Authorization: Bearer <key>``
+    (empty: the API is open)."""
+    metrics_auth: bool = False
+    """Whether /metrics also needs an API key (when keys are set)."""
+    rate_limit: str = "300/minute;30/second"
+    """Requests per client (API key, else IP) to /api/*, in ``limits`` notation separated by
+    ``;``; ``off`` disables it."""
+    rate_limit_storage: str = "memory://"
+    """Where rate-limit counters live: ``memory://`` (per process) or ``redis://host:6379/N``
+    (shared by every API process and machine)."""
+    max_queued_per_client: int = 20
+    """Jobs one client may have queued or running at once; 0: no cap."""
+    trusted_proxies: int = 0
+    """Reverse proxies in front of the API whose ``X-Forwarded-For`` is trusted for the client's
+    address (rate limits, queue cap); 0: the TCP peer is the client."""
     public_url: str = ""
     """Base URL clients reach the API at, for /media links; empty means the request's own host."""
     task_soft_time_limit: int = 120
