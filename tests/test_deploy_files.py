@@ -66,3 +66,13 @@ def test_compose_config_validates() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_broker_consumer_timeout_outlasts_a_synthesis() -> None:
+    """RabbitMQ's delivery-ack timeout in the compose file is longer than the hard time limit of
+    a synthesis plus ten minutes of worker start-up (tests/test_faults.py shows what happens
+    when it is not)."""
+    env = compose()["services"]["rabbitmq"]["environment"]
+    match = re.search(r"-rabbit consumer_timeout (\d+)", env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"])
+    assert match is not None
+    assert int(match.group(1)) >= (Settings().task_time_limit + 600) * 1000
