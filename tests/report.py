@@ -8,6 +8,7 @@ at the end of the session (see ``conftest.py``); ``docs/robustness.md`` is a com
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 
@@ -45,6 +46,12 @@ def write(path: Path) -> None:
     for row in _ROWS:
         areas.setdefault(row.area, []).append(row)
     lines = [
+        "# Faults and bad input tried",
+        "",
+        f"Written by the test suite (`make test`) on {date.today().isoformat()}: each row by the "
+        "test that exercised the case, after its checks passed. `jobs lost` counts accepted "
+        "jobs that never reached `done` or `failed`.",
+        "",
         "| area | fault or bad input | what the service did | jobs accepted | jobs lost |",
         "|---|---|---|---|---|",
     ]

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,7 @@ def launch(
     extra_env: dict[str, str] | None = None,
     **settings: str,
 ) -> Stack:
-    queue = f"moksori-fault-{tmp_path.name[-12:]}-{os.getpid()}"
+    queue = f"moksori-fault-{uuid.uuid4().hex[:8]}"
     env = base_env(
         **{
             "voice_dir": str(voices),
@@ -161,16 +162,20 @@ def pool_child(worker: Process) -> psutil.Process:
     return children[0]
 
 
-def running_pid(stack: Stack, job_id: str, timeout: float = 90) -> int:
-    """The pid of the pool process running ``job_id``, once it has really started it."""
+def running_pid(
+    stack: Stack, job_id: str, timeout: float = 90, killed: frozenset[int] = frozenset()
+) -> int:
+    """The pid of the pool process running ``job_id``, once it has really started it (not one
+    of ``killed``, which the worker may still report for a moment)."""
     celery = make_celery(Settings.from_env(stack.env), main="fault-probe")
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             replies = celery.control.inspect([stack.worker.hostname], timeout=1.0).active() or {}
             for task in replies.get(stack.worker.hostname, []):
-                if task["id"] == job_id and task.get("worker_pid") and task.get("time_start"):
-                    return int(task["worker_pid"])
+                pid = int(task.get("worker_pid") or 0)
+                if task["id"] == job_id and pid and pid not in killed and task.get("time_start"):
+                    return pid
             time.sleep(0.2)
     finally:
         celery.close()
@@ -240,8 +245,11 @@ def test_job_that_keeps_killing_its_worker_stops_being_retried(stack: Stack) -> 
     delivered MOKSORI_MAX_DELIVERIES (here 2) times, then fails with a reason; the worker
     serves on."""
     job_id = stack.post(slow_text()).json()["job_id"]
+    killed: set[int] = set()
     for _ in range(2):
-        os.kill(running_pid(stack, job_id), signal.SIGKILL)
+        pid = running_pid(stack, job_id, killed=frozenset(killed))
+        os.kill(pid, signal.SIGKILL)
+        killed.add(pid)
     status = stack.wait_final(job_id)
     assert status["status"] == "failed", status
     assert "stopped 2 times" in status["error"]
