@@ -328,6 +328,36 @@ def test_malformed_messages_fail_with_a_reason(
     )
 
 
+def test_synthesis_over_the_time_limit(services: None, fault_voices: Path, tmp_path: Path) -> None:
+    """A synthesis past MOKSORI_TASK_SOFT_TIME_LIMIT is stopped and fails with a plain reason,
+    once (not redelivered), and the same worker process serves the next job."""
+    stack = launch(tmp_path, fault_voices, task_soft_time_limit="2", task_time_limit="20")
+    try:
+        started = time.monotonic()
+        long = stack.post(slow_text(12), wait=60, timeout=70)
+        elapsed = time.monotonic() - started
+        body = long.json()
+        assert body["status"] == "failed", body
+        assert body["error"] == "Synthesis took longer than the time limit."
+        assert elapsed < 15
+        child = pool_child(stack.worker).pid
+        ok = stack.post({"member_id": FAST, "text": "짧은 문장은 됩니다."}, wait=60, timeout=70)
+        assert ok.json()["status"] == "done", ok.text
+        assert pool_child(stack.worker).pid == child  # stopped, not killed: no voice reload
+        assert stack.worker.output().count(f"[{body['job_id']}] received") == 1
+    finally:
+        stack.stop()
+        delete_queues(stack)
+    report.record(
+        "resource limits",
+        "a synthesis longer than MOKSORI_TASK_SOFT_TIME_LIMIT (2 s; ~12 s of work)",
+        f'stopped after {elapsed:.1f} s: failed with "{body["error"]}"; not redelivered; the '
+        "same pool process served the next job",
+        1,
+        0,
+    )
+
+
 def test_same_job_delivered_twice(stack: Stack) -> None:
     """The same job published twice (a publisher retry after a lost confirm): one synthesis,
     one object, one URL, and the job reads done."""

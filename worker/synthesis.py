@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from common.jobs import SynthesisResult, speech_key
 from common.normalize import Normalizer
@@ -43,6 +44,8 @@ def synthesize(voice: LoadedVoice, sentences: list[str], pause_s: float) -> np.n
     for index, sentence in enumerate(sentences):
         try:
             samples = voice.synthesizer.tts(sentence, split_sentences=False)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time limit, not the model's fault: reported as such
         except Exception as exc:
             raise SynthesisError(
                 f"The model failed on sentence {index + 1} of {len(sentences)}: "
