@@ -18,6 +18,7 @@ from worker.synthesis import SynthesisError
 _LOGGER = logging.getLogger(__name__)
 
 _PREFIX = "moksori:deliveries:"
+_COUNTING = "DELIVERIES"
 
 
 def count_redelivery(backend: Any, job_id: str, ttl_s: int) -> int:
@@ -31,11 +32,12 @@ def count_redelivery(backend: Any, job_id: str, ttl_s: int) -> int:
             pipe.expire(key, max(1, ttl_s))
             count, _ = pipe.execute()
         return int(count) + 1
-    # Any other backend: a record of its own beside the job's.
+    # Any other backend: a record of its own beside the job's, in a state Celery does not treat
+    # as final (final states are cached by the backend and would never be read again).
     record_id = f"{job_id}.deliveries"
     previous = backend.get_task_meta(record_id).get("result")
     count = (previous if isinstance(previous, int) else 0) + 1
-    backend.store_result(record_id, count, "SUCCESS")
+    backend.store_result(record_id, count, _COUNTING)
     return count + 1
 
 
