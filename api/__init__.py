@@ -27,7 +27,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if any(origin.strip() == "*" for origin in settings.cors_origins):
         raise ValueError("MOKSORI_CORS_ORIGINS must list origins; '*' is not allowed")
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: nothing to serve there
+    # "//" in a path is not merged by an HTML redirect (Flask returns routing redirects without
+    # error handlers): such a path is simply unknown, a JSON 404; under /media, an absolute key.
+    app.url_map.merge_slashes = False
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         MOKSORI=settings,
