@@ -28,6 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 _KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$")
 """Every key :func:`audio_key` builds (the version never starts with a dot: no ``.``/``..``)."""
 _VERSION_RE = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME_MAX, _PATH_MAX = 255, 4096  # bytes, as Linux and macOS file systems count them
 
 
 class StorageError(RuntimeError):
@@ -84,14 +85,19 @@ class LocalStorage:
     root: Path
 
     def path_for(self, key: str) -> Path | None:
-        """The file for ``key``, or None when the key would leave the root (any traversal trick)."""
+        """The file for ``key``, or None when the key would leave the root (any traversal trick)
+        or could name no file (a part longer than NAME_MAX, the whole over PATH_MAX)."""
         if not key or key.startswith(("/", "\\")) or "\x00" in key:
             return None
         parts = key.split("/")
         if any(part in {"", ".", ".."} or "\\" in part for part in parts):
             return None
+        if any(len(part.encode("utf-8", "surrogatepass")) > _NAME_MAX for part in parts):
+            return None
         root = self.root.resolve()
         candidate = root.joinpath(*parts)
+        if len(str(candidate).encode("utf-8", "surrogatepass")) >= _PATH_MAX:
+            return None
         try:
             resolved = candidate.resolve()
         except (OSError, ValueError):  # ValueError: a lone surrogate cannot be a file name

@@ -23,32 +23,45 @@ from tests.conftest import base_env
 class MediaServer:
     port: int
     root: Path
-    outside: Path
     secret: bytes
     wav_key: str
+    links: dict[str, str]
+    """What each planted symlink is, by its (server-shaped) key."""
 
 
 @pytest.fixture(scope="module")
 def media_server(
     voice_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaServer]:
-    """The API under gunicorn on a media root holding one real file, with a secret file and a
-    secret folder beside the root, and symlinks to both planted inside it."""
+    """The API under gunicorn on a media root holding one real file, a secret file and a
+    secret folder beside the root, and symlinks to them inside it under keys shaped like the
+    server's own (so the route looks them up and the storage layer must refuse them)."""
     base = tmp_path_factory.mktemp("media-http")
     root, outside = base / "media", base / "outside"
     secret = f"TOPSECRET-{secrets.token_hex(8)}".encode()
     (base / "secret.txt").write_bytes(secret)
-    outside.mkdir()
-    (outside / "s.wav").write_bytes(secret)
     wav_key = audio_key(1, "v1", "안녕")
     (root / wav_key).parent.mkdir(parents=True)
     (root / wav_key).write_bytes(b"RIFF-real-audio")
-    (root / "wav" / "1" / "v1").joinpath("link.wav").symlink_to(base / "secret.txt")
-    (root / "wav" / "dir").symlink_to(outside, target_is_directory=True)
-    (root / "wav" / "inside.wav").symlink_to(root / wav_key)  # even inside: not followed
+    (root / "wav" / "1" / "v1" / ".upload-k2j4h5").write_bytes(secret)  # an upload under way
+    file_link, dir_link, inside_link = (
+        audio_key(1, "v1", "file link"),
+        audio_key(2, "v1", "folder link"),
+        audio_key(1, "v1", "inside link"),
+    )
+    (root / file_link).symlink_to(base / "secret.txt")
+    (outside / "v1").mkdir(parents=True)
+    (outside / dir_link.removeprefix("wav/2/")).write_bytes(secret)
+    (root / "wav" / "2").symlink_to(outside, target_is_directory=True)
+    (root / inside_link).symlink_to(root / wav_key)
+    links = {
+        file_link: "a file symlink to a file outside",
+        dir_link: "a folder symlink to a folder outside",
+        inside_link: "a symlink to a file inside (not followed either)",
+    }
     env = base_env(storage_url=f"file://{root}", voice_dir=str(voice_dir), queue="moksori-media")
     api, url = start_api(env, base)
-    yield MediaServer(int(url.rsplit(":", 1)[1]), root, outside, secret, wav_key)
+    yield MediaServer(int(url.rsplit(":", 1)[1]), root, secret, wav_key, links)
     api.stop()
 
 
@@ -100,10 +113,11 @@ def traversal_paths(server: MediaServer) -> dict[str, list[bytes]]:
             b"/media/secret.txt%00.wav",
             b"/media/%00/../secret.txt",
         ],
-        "symlinks inside the root": [
-            b"/media/wav/1/v1/link.wav",  # a file symlink to a file outside
-            b"/media/wav/dir/s.wav",  # a directory symlink to a folder outside
-            b"/media/wav/inside.wav",  # a symlink to a file inside: not followed either
+        "symlinks inside the root": [f"/media/{key}".encode() for key in server.links],
+        "names no file can have": [
+            b"/media/" + b"a" * 300,
+            b"/media/wav/1/v1/" + b"%C3%A9" * 200 + b".wav",
+            b"/media/wav/1/v1/.upload-k2j4h5",  # a half-written upload is no key
         ],
     }
 
@@ -116,8 +130,9 @@ def test_media_serves_real_files(media_server: MediaServer) -> None:
 
 
 def test_media_never_leaves_its_root_over_http(media_server: MediaServer) -> None:
-    """Encoded, double-encoded, absolute, backslashed, NUL and symlinked paths: each a JSON 404
-    that never carries the secret's bytes (or /etc/passwd's)."""
+    """Encoded, double-encoded, absolute, backslashed, NUL, symlinked and over-long paths: each
+    a JSON 404 that never carries the secret's bytes (or /etc/passwd's). Over-long names were
+    a 500 (found by tests/test_fuzz.py)."""
     families = traversal_paths(media_server)
     for family, targets in families.items():
         for target in targets:
