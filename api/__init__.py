@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from api import errors, health, jobs, media, members
+from api import errors, health, jobs, media, members, openapi
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
@@ -54,6 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     if isinstance(service.storage, LocalStorage):
         app.register_blueprint(media.bp)
+    app.register_blueprint(openapi.bp)
     _LOGGER.info(
         "API ready: %d voice(s), broker %s, storage %s",
         len(service.voices),
