@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from common.config import MAX_SIGNED_URL_TTL
+
 _LOGGER = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$")
@@ -182,7 +184,7 @@ class GCSStorage:
 
         from common import signing
 
-        if not 1 <= signed_url_ttl <= 7 * 24 * 3600:
+        if not 1 <= signed_url_ttl <= MAX_SIGNED_URL_TTL:
             raise ValueError(f"signed URL lifetime {signed_url_ttl} s: use 1 s to 7 days")
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             from google.auth.credentials import AnonymousCredentials
@@ -265,7 +267,7 @@ class GCSStorage:
         from google.auth import exceptions as auth_exceptions
 
         blob = self._bucket.blob(self._name(key))
-        if self.signing == "public":
+        if self.signing == "public":  # common.signing.PUBLIC
             return blob.public_url
         try:
             return blob.generate_signed_url(

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from api.openapi import build
 from common.storage import audio_key
 from launcher.processes import start_api
 from tests import report
@@ -65,10 +66,15 @@ def media_server(
     api.stop()
 
 
-def raw_get(server: MediaServer, target: bytes) -> tuple[int, dict[str, str], bytes]:
+def raw_get(
+    server: MediaServer, target: bytes, byte_range: str = ""
+) -> tuple[int, dict[str, str], bytes]:
     """Send ``GET <target>`` byte for byte (no client normalizes or re-encodes it)."""
+    extra = f"Range: {byte_range}\r\n".encode() if byte_range else b""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n" + extra + b"Connection: close\r\n\r\n"
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -155,3 +161,24 @@ def test_raw_bytes_the_http_server_refuses(media_server: MediaServer, target: by
     status, _, body = raw_get(media_server, target)
     assert status == 400
     assert media_server.secret not in body
+
+
+def test_media_answers_match_the_spec(media_server: MediaServer) -> None:
+    """The answers the fuzzer cannot reach (it never guesses a stored key): a whole file, a
+    range and a range past the end, each with the status, headers and error code the OpenAPI
+    document gives /media/{key}."""
+    spec = build()["paths"]["/media/{key}"]["get"]["responses"]
+    target = f"/media/{media_server.wav_key}".encode()
+    whole = raw_get(media_server, target)
+    part = raw_get(media_server, target, "bytes=0-3")
+    past = raw_get(media_server, target, "bytes=500-600")
+    assert (whole[0], part[0], past[0]) == (200, 206, 416)
+    for (status, headers, _), required in (
+        (whole, spec["200"]["headers"]),
+        (part, spec["206"]["headers"]),
+    ):
+        assert {name.lower() for name in required} <= set(headers), (status, headers)
+    assert part[2] == b"RIFF"
+    documented = spec["416"]["content"]["application/json"]["schema"]["allOf"][1]
+    codes = documented["properties"]["error"]["properties"]["code"]["enum"]
+    assert json.loads(past[2])["error"]["code"] in codes
