@@ -14,7 +14,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, health, jobs, limits, media, members
+from api import auth, errors, health, jobs, limits, media, members, openapi
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
@@ -32,7 +32,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if any(len(key) < MIN_KEY_LENGTH for key in settings.api_keys):
         raise ValueError(f"MOKSORI_API_KEYS: every key needs at least {MIN_KEY_LENGTH} characters")
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: nothing to serve there
+    # "//" in a path is not merged by an HTML redirect (Flask returns routing redirects without
+    # error handlers): such a path is simply unknown, a JSON 404; under /media, an absolute key.
+    app.url_map.merge_slashes = False
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         MOKSORI=settings,
@@ -60,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     if isinstance(service.storage, LocalStorage):
         app.register_blueprint(media.bp)
+    app.register_blueprint(openapi.bp)
     _LOGGER.info(
         "API ready: %d voice(s), broker %s, storage %s, %s, rate limit %s, queued jobs per "
         "client %s",

@@ -23,7 +23,7 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
     """Accept a text for a member's voice; 202 with a status URL, or 200 with the audio URL when
     it is already stored (``cached``) or ``?wait=N`` is given and the job ends within N s."""
     service = _service()
-    wait = wait_seconds(request.args.get("wait"))
+    wait = wait_seconds(request.args.getlist("wait"))
     req = parse_text_request(json_body(request), service.settings.max_text_length)
     submission = service.submit(req, request.host_url, client_id())
     job_id = submission.job_id

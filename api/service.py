@@ -91,10 +91,12 @@ class JobService:
         return cls(
             settings=settings,
             celery=celery,
-            # A cache lookup must not hold a request longer than the broker may.
             storage=open_storage(
                 settings.storage_url,
+                # A cache lookup must not hold a request longer than the broker may.
                 timeout=min(settings.storage_timeout, settings.publish_timeout),
+                signed_url_ttl=settings.signed_url_ttl,
+                public_bucket=settings.public_bucket,
             ),
             voices=repository.voices,
             fleet=Fleet(celery, settings.queue, settings.publish_timeout),
@@ -192,7 +194,7 @@ class JobService:
         job_id = str(uuid.uuid4())
         result = SynthesisResult(
             key=stored.key,
-            url=self.storage.url(stored.key, self.settings.public_url or base_url),
+            url=self.storage.location(stored.key),
             duration_s=stored.duration_s or 0.0,
             sample_rate=voice.sample_rate,
             member_id=req.member_id,
@@ -205,7 +207,7 @@ class JobService:
         except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
         _LOGGER.info("job %s for member %s served from the cache", job_id, req.member_id)
-        view = {"job_id": job_id, "status": "done", "url": result["url"]}
+        view = {"job_id": job_id, "status": "done", "url": self._url(stored.key, base_url)}
         view["duration_s"] = stored.duration_s
         return Submission(job_id=job_id, cached=True, view=view)
 
@@ -290,13 +292,27 @@ class JobService:
         result = meta.get("result")
         key = result.get("key") if isinstance(result, dict) else None
         if status == "done" and isinstance(key, str):
-            view["url"] = self.storage.url(key, self.settings.public_url or base_url)
+            view["url"] = self._url(key, base_url)
             view["duration_s"] = result.get("duration_s")
         elif status == "done":  # a result without a key was not written by our worker
             view.update(status="failed", error="The job finished without an audio file.")
         elif status == "failed":
             view["error"] = _describe(result)
         return view
+
+    def _url(self, key: str, base_url: str) -> str:
+        """A URL for ``key`` made now (signed afresh for a private bucket; results store only
+        the object's location, so no stale signature is ever handed out)."""
+        try:
+            return self.storage.url(key, self.settings.public_url or base_url)
+        except StorageError as exc:
+            _LOGGER.warning("cannot make a URL for %s: %s", key, exc)
+            raise ApiError(
+                503,
+                "service_unavailable",
+                "Audio URLs cannot be made right now (storage); try again shortly.",
+                headers={"Retry-After": "5"},
+            ) from exc
 
 
 def _describe(error: Any) -> str:

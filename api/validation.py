@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid as uuid_mod
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -12,6 +13,7 @@ from flask import Request
 from api.errors import ApiError
 
 MAX_WAIT_S = 60
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,10 @@ def json_body(request: Request) -> dict[str, Any]:
             "unsupported_media_type",
             "Send the body as JSON with Content-Type: application/json.",
         )
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # "[[[[...": silent only covers ValueError (it was a 500)
+        raise ApiError(400, "invalid_json", "The request body is nested too deeply.") from None
     if payload is None:
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
     if not isinstance(payload, dict):
@@ -57,6 +62,8 @@ def _text(value: Any, max_length: int) -> str:
         raise ApiError(422, "invalid_text", "text must be a string.")
     if not value.strip():
         raise ApiError(422, "empty_text", "text is empty.")
+    if not value.isascii() and _SURROGATE.search(value):  # JSON's \ud800 escapes allow them
+        raise ApiError(422, "invalid_text", "text is not valid Unicode (a lone surrogate).")
     if len(value) > max_length:
         raise ApiError(
             413,
@@ -101,12 +108,16 @@ def parse_text_request(payload: dict[str, Any], max_length: int) -> TextRequest:
     )
 
 
-def wait_seconds(raw: str | None) -> int:
-    """The ``?wait=N`` query parameter: 0 when absent, else 1..60."""
-    if raw is None or raw == "":
+def wait_seconds(values: list[str]) -> int:
+    """The ``?wait=N`` query parameter (every value given for it): 0 when absent, else one
+    whole number 1..60. An empty or repeated ``wait`` is refused, not read as absent."""
+    if not values:
         return 0
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_WAIT_S:
+    raw = values[0]
+    if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_WAIT_S:
         raise ApiError(
-            400, "invalid_wait", f"wait must be a whole number of seconds from 1 to {MAX_WAIT_S}."
+            400,
+            "invalid_wait",
+            f"wait must be given once, a whole number of seconds from 1 to {MAX_WAIT_S}.",
         )
     return int(raw)

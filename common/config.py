@@ -15,6 +15,9 @@ from typing import Any
 PREFIX = "MOKSORI_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+MAX_SIGNED_URL_TTL = 7 * 24 * 3600
+"""The longest lifetime Google accepts for a V4 signed URL."""
+
 DEFAULT_CORS_ORIGINS = (r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$",)
 
 
@@ -32,6 +35,10 @@ class Settings:
     by default (never ``rpc://``)."""
     storage_url: str = f"file://{REPO_ROOT / 'var' / 'media'}"
     """Where WAVs go: ``file:///dir`` (served by the API under /media) or ``gs://bucket/prefix``."""
+    signed_url_ttl: int = 3600
+    """Seconds a V4 signed GCS URL stays valid (1 to 604800, V4's limit of 7 days)."""
+    public_bucket: bool = False
+    """Hand out plain (unsigned) GCS URLs: only for a bucket that is public on purpose."""
     voice_dir: Path = REPO_ROOT / "voice_model"
     """The voice repository: legacy ``glow-tts/``, ``hifigan-v2/`` and ``voices/*/voice.json``."""
     device: str = "auto"
@@ -95,6 +102,13 @@ class Settings:
     """Address ``make run`` binds the API to."""
     port: int = 8000
     """Port ``make run`` binds the API to."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.signed_url_ttl <= MAX_SIGNED_URL_TTL:
+            raise ValueError(
+                f"{PREFIX}SIGNED_URL_TTL={self.signed_url_ttl} is not valid: use 1 to "
+                f"{MAX_SIGNED_URL_TTL} seconds (a V4 signed URL lives at most 7 days)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -27,6 +27,8 @@ NORMALIZER_VERSION = "1"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+")
 _SPACES = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DIGIT = re.compile(r"\d")  # any script's decimal digit, as unicodedata.digit reads it
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 
 # Korean names of Latin letters, for acronyms and words g2pK's English dictionary does not know.
@@ -231,6 +233,21 @@ class Normalizer:
                 self._g2p = G2p()
             return self._g2p(sentence)
 
+    def _read(self, sentence: str) -> str:
+        """One sentence expanded and read by g2pK. A sentence either of them fails on (g2pK's
+        number reader stops at 16 digits; a decimal written in another script's digits) is
+        read with each digit on its own, or else as written: one odd sentence never fails a
+        whole job. Only inputs that used to raise take that path, so no output changes."""
+        try:
+            return self._pronounce(expand(sentence))
+        except Exception as exc:  # the type only: users' text stays out of the logs
+            _LOGGER.warning("reading a sentence failed (%s); digit by digit", type(exc).__name__)
+        digits = _DIGIT.sub(lambda m: f" {_DIGIT_NAMES[str(unicodedata.digit(m[0]))]} ", sentence)
+        try:
+            return self._pronounce(digits)
+        except Exception:
+            return digits
+
     def warm_up(self) -> None:
         """Load the dictionary now rather than on the first request."""
         self._pronounce("안녕하세요 1")
@@ -242,10 +259,11 @@ class Normalizer:
         has nothing this voice can say.
         """
         charset, letters = _charsets(characters)
-        text = unicodedata.normalize("NFC", text)
+        # A lone surrogate is no character (mecab refuses the whole string): a separator.
+        text = unicodedata.normalize("NFC", _SURROGATE.sub(" ", text))
         result: list[str] = []
         for sentence in split_sentences(text):
-            spoken = to_charset(spell_latin(self._pronounce(expand(sentence))), charset)
+            spoken = to_charset(spell_latin(self._read(sentence)), charset)
             if speakable(spoken, letters):
                 result.append(spoken)
         return result

@@ -3,6 +3,10 @@
 Object keys are built by :func:`audio_key` from server-side values only (member id, voice version
 and a hash of the normalized text), so no client string can choose a path. Uploads are create-only:
 the same key always holds the same audio, and "already exists" counts as success.
+
+GCS objects are private: clients get V4 signed URLs, made afresh each time one is handed out
+(see :class:`GCSStorage`), and plain public URLs only for a bucket configured as public. Job
+results keep an object's :meth:`~Storage.location`, never a URL that could go stale.
 """
 
 from __future__ import annotations
@@ -14,14 +18,19 @@ import re
 import tempfile
 import wave
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
+
+from common.config import MAX_SIGNED_URL_TTL
 
 _LOGGER = logging.getLogger(__name__)
 
-_KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9._-]+/[0-9a-f]{64}\.wav$")
+_KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$")
+"""Every key :func:`audio_key` builds (the version never starts with a dot: no ``.``/``..``)."""
 _VERSION_RE = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME_MAX, _PATH_MAX = 255, 4096  # bytes, as Linux and macOS file systems count them
 
 
 class StorageError(RuntimeError):
@@ -33,9 +42,14 @@ def audio_key(member_id: int, voice_version: str, normalized_text: str) -> str:
     version = _VERSION_RE.sub("-", voice_version).strip(".-") or "0"
     digest = hashlib.sha256(normalized_text.encode("utf-8")).hexdigest()
     key = f"wav/{int(member_id)}/{version}/{digest}.wav"
-    if not _KEY_RE.match(key):  # pragma: no cover - guarded by construction
+    if not is_key(key):  # a negative member id: the API never lets one through
         raise ValueError(f"refusing to build key {key!r}")
     return key
+
+
+def is_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a key :func:`audio_key` builds."""
+    return _KEY_RE.fullmatch(key) is not None
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,11 @@ class Storage(Protocol):
         """The stored object under ``key``, or None when there is none (deleted or never made)."""
 
     def url(self, key: str, base_url: str = "") -> str:
-        """A URL a browser can fetch ``key`` from (``base_url``: the API's, for local files)."""
+        """A URL a browser can fetch ``key`` from (``base_url``: the API's, for local files).
+        For a private bucket it is signed now and expires; hand it out, do not store it."""
+
+    def location(self, key: str) -> str:
+        """Where ``key`` lives, without expiry or credentials: what a job's result records."""
 
 
 @dataclass(frozen=True)
@@ -69,17 +87,22 @@ class LocalStorage:
     root: Path
 
     def path_for(self, key: str) -> Path | None:
-        """The file for ``key``, or None when the key would leave the root (any traversal trick)."""
+        """The file for ``key``, or None when the key would leave the root (any traversal trick)
+        or could name no file (a part longer than NAME_MAX, the whole over PATH_MAX)."""
         if not key or key.startswith(("/", "\\")) or "\x00" in key:
             return None
         parts = key.split("/")
         if any(part in {"", ".", ".."} or "\\" in part for part in parts):
             return None
+        if any(len(part.encode("utf-8", "surrogatepass")) > _NAME_MAX for part in parts):
+            return None
         root = self.root.resolve()
         candidate = root.joinpath(*parts)
+        if len(str(candidate).encode("utf-8", "surrogatepass")) >= _PATH_MAX:
+            return None
         try:
             resolved = candidate.resolve()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a lone surrogate cannot be a file name
             return None
         if resolved != candidate or not resolved.is_relative_to(root):
             return None  # a symlink somewhere on the way
@@ -129,24 +152,57 @@ class LocalStorage:
         return StoredAudio(key, round(duration, 3))
 
     def url(self, key: str, base_url: str = "") -> str:
-        return f"{base_url.rstrip('/')}/media/{key}"
+        return f"{base_url.rstrip('/')}{self.location(key)}"
+
+    def location(self, key: str) -> str:
+        return f"/media/{key}"
 
 
 class GCSStorage:
-    """Objects in a Google Cloud Storage bucket under a prefix (honours STORAGE_EMULATOR_HOST)."""
+    """Objects in a Google Cloud Storage bucket under a prefix (honours STORAGE_EMULATOR_HOST).
 
-    def __init__(self, bucket: str, prefix: str = "", retry_deadline: float = 30.0) -> None:
-        from google.cloud import storage  # imported here: only GCS deployments need it
+    Objects are uploaded private (no ACL is ever set) and handed out as V4 signed GET URLs
+    valid for ``signed_url_ttl`` seconds, or as plain URLs when ``public_bucket`` is set.
+    ``credentials`` sign those URLs; by default they are the application default credentials.
+    Under the emulator the client itself is anonymous and the signer comes from
+    GOOGLE_APPLICATION_CREDENTIALS (any service-account key: the emulator checks no signature).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        retry_deadline: float = 30.0,
+        *,
+        signed_url_ttl: int = 3600,
+        public_bucket: bool = False,
+        credentials: Any = None,
+    ) -> None:
+        # Imported here: only GCS deployments pay for google-auth (~120 ms, ~14 MB).
+        from google.cloud import storage
         from google.cloud.storage.retry import DEFAULT_RETRY
 
+        from common import signing
+
+        if not 1 <= signed_url_ttl <= MAX_SIGNED_URL_TTL:
+            raise ValueError(f"signed URL lifetime {signed_url_ttl} s: use 1 s to 7 days")
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             from google.auth.credentials import AnonymousCredentials
 
             client = storage.Client(credentials=AnonymousCredentials(), project="moksori-local")
+            signer = credentials if credentials is not None else signing.key_file_credentials()
         else:
-            client = storage.Client()
+            if credentials is None:
+                credentials, project = signing.default_credentials()
+            else:
+                project = getattr(credentials, "project_id", None)
+            client = storage.Client(credentials=credentials, project=project)
+            signer = credentials
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
+        self.signed_url_ttl = signed_url_ttl
+        self.signing = signing.signing_mode(signer, public_bucket)  # PUBLIC, KEY or IAM
+        self._signer = signing.IamSigner(signer) if self.signing == signing.IAM else signer
         self._bucket = client.bucket(bucket)
         # The client retries transient errors itself; bound that so a storage outage becomes a
         # StorageError (and a Celery retry with backoff) instead of a two-minute stall.
@@ -154,6 +210,10 @@ class GCSStorage:
         self._timeout = (5.0, 30.0)
 
     def _name(self, key: str) -> str:
+        """The object name of ``key``: always under the prefix (keys are checked, so no ``..``
+        segment can climb out of it once a browser normalizes the URL's path)."""
+        if not is_key(key):
+            raise ValueError(f"not a storage key: {key!r}")
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(
@@ -202,12 +262,44 @@ class GCSStorage:
         return StoredAudio(key, duration)
 
     def url(self, key: str, base_url: str = "") -> str:
-        return self._bucket.blob(self._name(key)).public_url
+        """A public URL, or a V4 signed GET URL made now and valid for ``signed_url_ttl``."""
+        from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
+
+        blob = self._bucket.blob(self._name(key))
+        if self.signing == "public":  # common.signing.PUBLIC
+            return blob.public_url
+        try:
+            return blob.generate_signed_url(
+                version="v4",
+                expiration=timedelta(seconds=self.signed_url_ttl),
+                method="GET",
+                credentials=self._signer,
+            )
+        except (
+            auth_exceptions.GoogleAuthError,
+            exceptions.GoogleAPICallError,
+            exceptions.RetryError,
+            OSError,
+        ) as exc:  # IAM refused or unreachable (a key in hand never fails here)
+            raise StorageError(f"could not sign a URL for {key}: {exc}") from exc
+
+    def location(self, key: str) -> str:
+        return f"gs://{self.bucket_name}/{self._name(key)}"
 
 
-def open_storage(url: str, timeout: float = 30.0) -> LocalStorage | GCSStorage:
-    """The storage backend named by ``MOKSORI_STORAGE_URL`` (``file:///dir`` or
-    ``gs://bucket/prefix``); ``timeout`` bounds how long one call retries transient errors."""
+def open_storage(
+    url: str,
+    *,
+    timeout: float = 30.0,
+    signed_url_ttl: int = 3600,
+    public_bucket: bool = False,
+) -> LocalStorage | GCSStorage:
+    """The storage backend named by ``MOKSORI_STORAGE_URL`` (``file:///dir`` or ``gs://bucket/prefix``).
+
+    For GCS, ``timeout`` bounds how long one call retries transient errors, and
+    ``signed_url_ttl`` and ``public_bucket`` are ``MOKSORI_SIGNED_URL_TTL`` and
+    ``MOKSORI_PUBLIC_BUCKET``; a bucket whose URLs could not be signed is refused here."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in {"", "localhost"}:
@@ -216,5 +308,14 @@ def open_storage(url: str, timeout: float = 30.0) -> LocalStorage | GCSStorage:
     if parsed.scheme == "gs":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")
-        return GCSStorage(parsed.netloc, parsed.path, retry_deadline=timeout)
+        prefix = parsed.path.strip("/")
+        if prefix and any(part in {"", ".", ".."} for part in prefix.split("/")):
+            raise ValueError(f"storage URL {url!r}: the prefix has an empty, . or .. segment")
+        return GCSStorage(
+            parsed.netloc,
+            prefix,
+            retry_deadline=timeout,
+            signed_url_ttl=signed_url_ttl,
+            public_bucket=public_bucket,
+        )
     raise ValueError(f"storage URL {url!r}: use file:///dir or gs://bucket/prefix")

@@ -7,16 +7,21 @@ which case they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
-from launcher.processes import REPO, Process, free_port, reachable
+from common.jobs import member_queue
+from launcher.processes import REPO, Process, free_port, reachable, start_api, start_worker
 from tests import voice_factory
 
 BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -70,9 +75,80 @@ def base_env(**settings: str) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Stack:
+    """A real worker and the API under gunicorn, sharing ``env``."""
+
+    base: str
+    worker: Process
+    api: Process
+    env: dict[str, str]
+
+
+@contextmanager
+def running_stack(env: dict[str, str], logs: Path) -> Iterator[Stack]:
+    """Start a worker (voices loaded, consuming) and the API on ``env``; on exit stop both and
+    delete the member queues of ``env``'s ``MOKSORI_QUEUE`` with anything left in them."""
+    queue = env["MOKSORI_QUEUE"]
+    worker = start_worker(env, logs)
+    try:
+        api, base = start_api(env, logs)
+    except BaseException:
+        worker.stop()
+        raise
+    try:
+        yield Stack(base=base, worker=worker, api=api, env=env)
+    finally:
+        api.stop()
+        worker.stop()
+        with Connection(BROKER_URL) as conn:
+            channel = conn.channel()
+            for name in [queue, *(member_queue(queue, m) for m in range(1, 5))]:
+                channel.queue_delete(name)
+
+
+SERVICE_ACCOUNT = "moksori-test@moksori-local.iam.gserviceaccount.com"
+
+
 @pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gcp-storage-emulator on a free port with a bucket ``moksori-test``; yields its host URL."""
+def service_account_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service-account key file made here (a fresh RSA key, as Google's JSON key format has
+    it): what GOOGLE_APPLICATION_CREDENTIALS names so signed URLs are signed for real. The
+    storage emulator checks no signature, so any key works against it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "moksori-local",
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": pem,
+        "client_email": SERVICE_ACCOUNT,
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path_factory.mktemp("gcp") / "service-account.json"
+    path.write_text(json.dumps(info), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(gcs_emulator_process: Process) -> str:
+    """The storage emulator's host URL (for STORAGE_EMULATOR_HOST); bucket ``moksori-test``."""
+    return gcs_emulator_process.hostname
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """gcp-storage-emulator on a free port with a bucket ``moksori-test``; its ``hostname`` is
+    its URL and its log shows every request it was sent."""
     port = free_port()
     log_dir = tmp_path_factory.mktemp("gcs")
     emulator = Process(
@@ -99,7 +175,8 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             emulator.stop()
             raise AssertionError(f"the storage emulator did not start:\n{emulator.output()}")
         time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
+    emulator.hostname = f"http://127.0.0.1:{port}"
+    yield emulator
     emulator.stop()
 
 

@@ -150,11 +150,32 @@ def test_unserved_member_is_a_quick_503(client: FlaskClient, listener: Listener)
         ),
         ({"data": "{not json", "content_type": "application/json"}, 400, "invalid_json"),
         ({"data": "[1, 2]", "content_type": "application/json"}, 400, "invalid_json"),
+        (
+            {"data": "[" * 1500 + "]" * 1500, "content_type": "application/json"},
+            400,
+            "invalid_json",
+        ),
+        (  # nesting deep enough to exhaust the JSON parser's recursion (it was a 500)
+            {
+                "data": '{"member_id": 1, "x": ' + "[" * 2000 + "]" * 2000 + "}",
+                "content_type": "application/json",
+            },
+            400,
+            "invalid_json",
+        ),
         ({"json": {"text": "안녕"}}, 422, "missing_member_id"),
         ({"json": {"member_id": 1}}, 422, "missing_text"),
         ({"json": {"member_id": 1, "text": ""}}, 422, "empty_text"),
         ({"json": {"member_id": 1, "text": " \n\t"}}, 422, "empty_text"),
         ({"json": {"member_id": 1, "text": 42}}, 422, "invalid_text"),
+        (  # a lone surrogate, legal in JSON's \u escapes, is no text (it was a 500)
+            {
+                "data": '{"member_id": 1, "text": "\\ud800 안녕"}',
+                "content_type": "application/json",
+            },
+            422,
+            "invalid_text",
+        ),
         ({"json": {"member_id": 1, "text": "🙂🙂 !!!"}}, 422, "unspeakable_text"),
         ({"json": {"member_id": 77, "text": "안녕"}}, 404, "unknown_member"),
         ({"json": {"member_id": "../../etc/passwd", "text": "안녕"}}, 422, "invalid_member_id"),
@@ -196,10 +217,12 @@ def test_bad_input_gets_a_clear_4xx(
     assert client.get("/healthz").status_code == 200  # and the service keeps serving
 
 
-@pytest.mark.parametrize("wait", ["0", "61", "abc", "-1", "1.5"])
-def test_bad_wait_is_refused(client: FlaskClient, wait: str) -> None:
+@pytest.mark.parametrize("query", ["0", "61", "abc", "-1", "1.5", "", "5&wait=5", "&wait=x"])
+def test_bad_wait_is_refused(client: FlaskClient, query: str) -> None:
+    """Anything but one whole number from 1 to 60 (schemathesis found ``?wait=&wait=x``
+    accepted: only the first, empty, value was read, as "no wait")."""
     assert_error(
-        post(client, {"member_id": 1, "text": "안녕"}, f"?wait={wait}"), 400, "invalid_wait"
+        post(client, {"member_id": 1, "text": "안녕"}, f"?wait={query}"), 400, "invalid_wait"
     )
 
 

@@ -10,28 +10,20 @@ import time
 import wave
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from kombu import Connection
 
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
 from common.storage import LocalStorage, open_storage
-from launcher.processes import REPO, Process, start_api, start_worker
-from tests.conftest import BROKER_URL, base_env
+from launcher.processes import REPO
+from tests import report
+from tests.conftest import Stack, base_env, running_stack
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Stack:
-    base: str
-    worker: Process
-    api: Process
-    env: dict[str, str]
 
 
 @pytest.fixture(scope="module", params=["file", "gcs"])
@@ -41,28 +33,18 @@ def stack(
     voice_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """Worker + API for one storage mode, on a queue of their own."""
+    """Worker + API for one storage mode, on a queue of their own. With GCS the objects are
+    private and the URLs signed with a service-account key made for the test."""
     logs = tmp_path_factory.mktemp(f"stack-{request.param}")
-    queue = f"moksori-it-{logs.name}"
     if request.param == "file":
         env = base_env(storage_url=f"file://{logs / 'media'}")
     else:
         env = base_env(storage_url="gs://moksori-test/it")
         env["STORAGE_EMULATOR_HOST"] = request.getfixturevalue("gcs_emulator")
-    env.update(MOKSORI_VOICE_DIR=str(voice_dir), MOKSORI_QUEUE=queue)
-    worker = start_worker(env, logs)
-    try:
-        api, base = start_api(env, logs)
-    except BaseException:
-        worker.stop()
-        raise
-    yield Stack(base=base, worker=worker, api=api, env=env)
-    api.stop()
-    worker.stop()
-    with Connection(BROKER_URL) as conn:
-        channel = conn.channel()
-        for name in [queue, *(member_queue(queue, m) for m in range(1, 5))]:
-            channel.queue_delete(name)
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(request.getfixturevalue("service_account_key"))
+    env.update(MOKSORI_VOICE_DIR=str(voice_dir), MOKSORI_QUEUE=f"moksori-it-{logs.name}")
+    with running_stack(env, logs) as stack:
+        yield stack
 
 
 def fetch_wav(url: str) -> wave.Wave_read:
@@ -117,7 +99,7 @@ def test_poll_until_done_and_repeat_maps_to_same_object(stack: Stack) -> None:
     assert status["status"] == "done", status
     assert seen <= {"queued", "running", "done"}
     second = requests.post(f"{stack.base}/api/texts?wait=60", json=text, timeout=70).json()
-    assert second["url"] == status["url"]
+    assert key_of(second["url"]) == key_of(status["url"])
     with fetch_wav(status["url"]) as wav:
         assert wav.getnframes() / wav.getframerate() > 0.5  # three sentences and two pauses
 
@@ -135,7 +117,7 @@ def test_concurrent_requests_all_finish(stack: Stack) -> None:
             )
         )
     assert [r.status_code for r in responses] == [200] * len(bodies)
-    assert len({r.json()["url"] for r in responses}) == len(bodies)
+    assert len({key_of(r.json()["url"]) for r in responses}) == len(bodies)
 
 
 def test_voice_that_failed_to_load_is_not_served(stack: Stack) -> None:
@@ -193,7 +175,9 @@ def tasks_run(stack: Stack) -> int:
 
 
 def key_of(url: str) -> str:
-    return url[url.index("wav/") :]
+    """The object key in a URL: the same object's URLs differ when signed at different times."""
+    path = urlsplit(url).path
+    return path[path.index("wav/") :]
 
 
 def test_repeat_is_answered_from_storage_without_a_task(stack: Stack) -> None:
@@ -209,17 +193,18 @@ def test_repeat_is_answered_from_storage_without_a_task(stack: Stack) -> None:
         body = response.json()
         assert body["cached"] is True
         assert body["status"] == "done"
-        assert body["url"] == first["url"]
+        assert key_of(body["url"]) == key_of(first["url"])
         assert body["duration_s"] == pytest.approx(first["duration_s"], abs=0.002)
         status = requests.get(stack.base + body["status_url"], timeout=10).json()
-        assert status["status"] == "done" and status["url"] == first["url"]
+        assert status["status"] == "done" and key_of(status["url"]) == key_of(first["url"])
     assert tasks_run(stack) == before
     assert syntheses(stack, key_of(first["url"])) == 1
 
 
 def delete_object(stack: Stack, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "STORAGE_EMULATOR_HOST" in stack.env:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", stack.env["STORAGE_EMULATOR_HOST"])
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        if name in stack.env:
+            monkeypatch.setenv(name, stack.env[name])
     storage = open_storage(stack.env["MOKSORI_STORAGE_URL"])
     if isinstance(storage, LocalStorage):
         path = storage.path_for(key)
@@ -239,7 +224,7 @@ def test_deleted_object_is_synthesized_again(stack: Stack, monkeypatch: pytest.M
     delete_object(stack, key, monkeypatch)
     again = requests.post(f"{stack.base}/api/texts?wait=30", json=text, timeout=40).json()
     assert again["status"] == "done" and again["cached"] is False
-    assert again["url"] == first["url"]
+    assert key_of(again["url"]) == key_of(first["url"])
     assert syntheses(stack, key) == 2
     with fetch_wav(again["url"]) as wav:
         assert wav.getnframes() > 0
@@ -257,7 +242,7 @@ def test_identical_requests_in_flight_share_one_synthesis(stack: Stack) -> None:
         )
     bodies = [r.json() for r in responses]
     assert {b["status"] for b in bodies} == {"done"}, bodies
-    assert len({b["url"] for b in bodies}) == 1
+    assert len({key_of(b["url"]) for b in bodies}) == 1
     assert syntheses(stack, key_of(bodies[0]["url"])) == 1
 
 
@@ -309,4 +294,43 @@ def test_celery_cli_sees_the_worker(stack: Stack) -> None:
     assert "moksori.synthesize" in inspect("registered")
     assert '"prefetch_count": 1' in inspect("stats", "--json") or "prefetch_count" in inspect(
         "stats"
+    )
+
+
+def test_urls_are_made_when_read_and_results_keep_locations(stack: Stack) -> None:
+    """A job's stored result (the worker's, or the API's for a cached answer) holds where the
+    object is, never a URL; each answer makes its URL then: with GCS a V4 signature made
+    afresh on every status read, with local files the API's /media link."""
+    text = {"member_id": 2, "text": "주소는 읽을 때마다 새로 만듭니다."}
+    done = requests.post(f"{stack.base}/api/texts?wait=30", json=text, timeout=40).json()
+    cached = requests.post(f"{stack.base}/api/texts", json=text, timeout=10).json()
+    assert done["status"] == "done" and cached["cached"] is True
+    key = key_of(done["url"])
+    celery = make_celery(Settings.from_env(stack.env), main="test-client")
+    try:
+        stored = [celery.backend.get_task_meta(b["job_id"])["result"] for b in (done, cached)]
+    finally:
+        celery.close()
+    if "STORAGE_EMULATOR_HOST" not in stack.env:
+        assert [s["url"] for s in stored] == [f"/media/{key}"] * 2
+        assert done["url"] == f"{stack.base}/media/{key}"
+        return
+    assert [s["url"] for s in stored] == [f"gs://moksori-test/it/{key}"] * 2
+    status_url = stack.base + done["status_url"]
+    urls = [done["url"]]
+    for _ in range(2):
+        time.sleep(1.05)  # X-Goog-Date has a resolution of one second
+        urls.append(requests.get(status_url, timeout=10).json()["url"])
+    queries = [dict(parse_qsl(urlsplit(url).query)) for url in urls]
+    assert len({q["X-Goog-Date"] for q in queries}) == 3  # signed at each read
+    assert {q["X-Goog-Algorithm"] for q in queries} == {"GOOG4-RSA-SHA256"}
+    assert {q["X-Goog-Expires"] for q in queries} == {"3600"}
+    with fetch_wav(urls[-1]) as wav:
+        assert wav.getnframes() > 0
+    report.record(
+        "storage privacy",
+        "GCS job status read 3 times, 1 s apart (real worker, emulator)",
+        "a V4 URL signed at each read; results store gs:// locations, never a URL",
+        1,
+        0,
     )

@@ -44,7 +44,12 @@ def start(settings: Settings) -> Pipeline:
         _LOGGER.error("no voice could be loaded from %s; every job will fail", settings.voice_dir)
     _PIPELINE = Pipeline(
         bank=bank,
-        storage=open_storage(settings.storage_url, timeout=settings.storage_timeout),
+        storage=open_storage(
+            settings.storage_url,
+            timeout=settings.storage_timeout,
+            signed_url_ttl=settings.signed_url_ttl,
+            public_bucket=settings.public_bucket,
+        ),
         normalizer=normalizer,
         sentence_pause=settings.sentence_pause,
     )

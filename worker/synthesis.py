@@ -301,7 +301,7 @@ class Pipeline:
     ) -> SynthesisResult:
         return SynthesisResult(
             key=key,
-            url=self.storage.url(key),
+            url=self.storage.location(key),  # clients get a URL made when they ask
             duration_s=round(duration_s, 3),
             sample_rate=voice.sample_rate,
             member_id=voice.spec.member_id,
