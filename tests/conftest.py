@@ -149,10 +149,15 @@ def gcs_emulator(gcs_emulator_process: Process) -> str:
 def gcs_emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """gcp-storage-emulator on a free port with a bucket ``moksori-test``; its ``hostname`` is
     its URL and its log shows every request it was sent."""
-    port = free_port()
-    log_dir = tmp_path_factory.mktemp("gcs")
+    emulator = start_gcs_emulator(free_port(), tmp_path_factory.mktemp("gcs"))
+    yield emulator
+    emulator.stop()
+
+
+def start_gcs_emulator(port: int, log_dir: Path) -> Process:
+    """gcp-storage-emulator on ``port`` (in memory, bucket ``moksori-test``), once it listens."""
     emulator = Process(
-        "gcs-emulator",
+        f"gcs-emulator-{port}",
         [
             sys.executable,
             "-m",
@@ -176,8 +181,7 @@ def gcs_emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
             raise AssertionError(f"the storage emulator did not start:\n{emulator.output()}")
         time.sleep(0.1)
     emulator.hostname = f"http://127.0.0.1:{port}"
-    yield emulator
-    emulator.stop()
+    return emulator
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

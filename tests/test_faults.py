@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,9 +25,9 @@ from kombu import Connection
 
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
-from launcher.processes import Process, free_port, reachable, start_api, start_worker
+from launcher.processes import Process, free_port, start_api, start_worker
 from tests import report, voice_factory
-from tests.conftest import BROKER_URL, base_env
+from tests.conftest import BROKER_URL, base_env, start_gcs_emulator
 from tests.faults import FlakyHttp, RabbitNode, TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -399,20 +398,26 @@ def test_same_job_delivered_twice(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def gcs_stack(
-    services: None, fault_voices: Path, tmp_path_factory: pytest.TempPathFactory
+    services: None,
+    fault_voices: Path,
+    service_account_key: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Stack, FlakyHttp, Process]]:
     """Worker + API on GCS (a private emulator) through an HTTP proxy that can answer 503.
     The test that stops the emulator runs last."""
     tmp_path = tmp_path_factory.mktemp("gcs-fault-stack")
     port = free_port()
-    emulator = start_emulator(port, tmp_path)
+    emulator = start_gcs_emulator(port, tmp_path)
     flaky = FlakyHttp(f"http://127.0.0.1:{port}")
     stack = None
     try:
         stack = launch(
             tmp_path,
             fault_voices,
-            extra_env={"STORAGE_EMULATOR_HOST": flaky.url},
+            extra_env={
+                "STORAGE_EMULATOR_HOST": flaky.url,
+                "GOOGLE_APPLICATION_CREDENTIALS": str(service_account_key),
+            },
             storage_url="gs://moksori-test/faults",
             storage_timeout="1",
             storage_retries="2",
@@ -424,32 +429,6 @@ def gcs_stack(
             delete_queues(stack)
         flaky.close()
         emulator.stop()
-
-
-def start_emulator(port: int, log_dir: Path) -> Process:
-    emulator = Process(
-        f"gcs-{port}",
-        [
-            sys.executable,
-            "-m",
-            "gcp_storage_emulator",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--in-memory",
-            "--default-bucket",
-            "moksori-test",
-        ],
-        {**os.environ},
-        log_dir,
-    )
-    deadline = time.monotonic() + 30
-    while not reachable("127.0.0.1", port):
-        assert emulator.proc.poll() is None and time.monotonic() < deadline, emulator.output()
-        time.sleep(0.1)
-    return emulator
 
 
 def gcs_exists(stack: Stack, key: str, upstream: str) -> bool:
@@ -532,7 +511,7 @@ def test_storage_emulator_stopped(gcs_stack: tuple[Stack, FlakyHttp, Process]) -
     status = stack.wait_final(accepted.json()["job_id"], timeout=120)
     assert status["status"] == "failed" and "url" not in status, status
     assert "Storage is unavailable" in status["error"]
-    restarted = start_emulator(flaky.upstream[1], stack.logs)
+    restarted = start_gcs_emulator(flaky.upstream[1], stack.logs)
     try:
         ok = stack.post(
             {"member_id": FAST, "text": "저장소가 다시 켜졌습니다."}, wait=60, timeout=70
