@@ -64,6 +64,13 @@ _LOCATION = {
 }
 
 
+# Every /api/* route: keys (when MOKSORI_API_KEYS is set) and the request rate apply to all.
+_UNAUTHORIZED = _error("A missing or wrong API key", "unauthorized", "invalid_api_key")
+_RATE_LIMITED = _error(
+    "More requests than `MOKSORI_RATE_LIMIT` allows", "rate_limited", headers=_RETRY_AFTER
+)
+
+
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict:
     """A closed JSON object: every listed property is required unless ``required`` says
     otherwise, and nothing else may appear."""
@@ -259,7 +266,7 @@ def _post_texts(max_content_length: int) -> dict[str, Any]:
             "400": _error(
                 "Not JSON, not an object, or `wait` not 1-60", "invalid_json", "invalid_wait"
             ),
-            "401": _error("A missing or wrong API key", "unauthorized", "invalid_api_key"),
+            "401": _UNAUTHORIZED,
             "404": _error("No voice for this member", "unknown_member"),
             "413": _error(
                 f"`text` too long, or the body over {max_content_length} bytes",
@@ -316,11 +323,13 @@ def _paths(max_content_length: int, media: bool) -> dict[str, Any]:
                         "`error`); a `url` is made for each answer.",
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/JobStatus"}}},
                     },
+                    "401": _UNAUTHORIZED,
                     "404": _error(
                         "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`",
                         "unknown_job",
                         "not_found",
                     ),
+                    "429": _RATE_LIMITED,
                     "414": _URI_TOO_LONG,
                     "503": _error(
                         "The result backend or storage is unreachable",
@@ -338,7 +347,9 @@ def _paths(max_content_length: int, media: bool) -> dict[str, Any]:
                     "200": {
                         "description": "Every voice of the repository.",
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Members"}}},
-                    }
+                    },
+                    "401": _UNAUTHORIZED,
+                    "429": _RATE_LIMITED,
                 },
             }
         },

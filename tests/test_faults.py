@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -152,7 +153,9 @@ def stored_objects(stack: Stack) -> set[str]:
 
 
 def key_of(url: str) -> str:
-    return url[url.index("wav/") :]
+    """The object key in a media URL or a signed GCS URL (without its query)."""
+    path = urlsplit(url).path
+    return path[path.index("wav/") :]
 
 
 def pool_child(worker: Process) -> psutil.Process:
