@@ -38,6 +38,8 @@ class SynthesisResult(TypedDict):
 
     key: str
     url: str
+    """Where the object is (``gs://bucket/...`` or ``/media/...``), not a URL to hand out: the
+    API makes that from ``key`` at each read, signed afresh for a private bucket."""
     duration_s: float
     sample_rate: int
     member_id: int
