@@ -117,14 +117,6 @@ class RabbitNode:
         while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def set_consumer_timeout(self, ms: int) -> None:
-        """Change the delivery-acknowledgement timeout of the running node (new channels)."""
-        subprocess.run(
-            ["rabbitmqctl", "-n", self.name, "eval",
-             f"application:set_env(rabbit, consumer_timeout, {int(ms)})."],
-            env=self._env, capture_output=True, timeout=60, check=True,
-        )  # fmt: skip
-
     def remove(self) -> None:
         """Stop the node and delete its data."""
         self.stop()

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 import requests
+from amqp.exceptions import NotFound
 from kombu import Connection
 
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
+from launcher import worker_argv
 from launcher.processes import Process, free_port, start_api, start_worker
 from tests import report, voice_factory
 from tests.conftest import BROKER_URL, base_env, start_gcs_emulator
@@ -264,6 +266,49 @@ def test_job_that_keeps_killing_its_worker_stops_being_retried(stack: Stack) -> 
         f'failed after 2 deliveries: "{status["error"]}"; the next job was done',
         2,
         0,
+    )
+
+
+def test_a_starting_worker_takes_no_job_before_its_voices_load(
+    services: None, fault_voices: Path, tmp_path: Path
+) -> None:
+    """A worker consumes its members' queues only once its pool process has loaded the voices,
+    so it never holds a job (unacked) that a ready worker could run, and the API does not count
+    it as serving until then."""
+    queue = f"moksori-fault-{uuid.uuid4().hex[:8]}"
+    env = base_env(voice_dir=str(fault_voices), queue=queue)
+    worker = Process("starting-worker", worker_argv(f"starting-{queue}@localhost"), env, tmp_path)
+    seen: list[tuple[bool, int]] = []  # (voices loaded per the log, consumers of member 1's queue)
+    try:
+        with Connection(BROKER_URL) as conn:
+            deadline = time.monotonic() + 180
+            # Until the voices are loaded (the pool's log) and Celery consumes ("ready.").
+            while not all(line in worker.output() for line in ("worker ready on", "ready.")):
+                assert worker.proc.poll() is None and time.monotonic() < deadline, worker.output()
+                loaded = "worker ready on" in worker.output()
+                channel = conn.channel()
+                try:
+                    _, _, consumers = channel.queue_declare(member_queue(queue, FAST), passive=True)
+                    channel.close()
+                except NotFound:
+                    consumers = 0
+                seen.append((loaded, consumers))
+                time.sleep(0.2)
+    finally:
+        worker.stop()
+        with Connection(BROKER_URL) as conn:
+            channel = conn.channel()
+            for member in (FAST, SLOW, FRAGILE):
+                channel.queue_delete(member_queue(queue, member))
+    before = [consumers for loaded, consumers in seen if not loaded]
+    assert len(before) > 10 and set(before) == {0}, seen
+    report.record(
+        "worker start-up",
+        "a worker starting while its voices load",
+        f"no consumer on its queues for the {len(before) * 0.2:.0f} s of loading; consuming once "
+        "loaded, so it holds no job meanwhile and the API answers 503 member_unavailable",
+        "-",
+        "-",
     )
 
 
@@ -663,8 +708,8 @@ def test_job_longer_than_the_consumer_timeout(
     private node; 30 min by default, above MOKSORI_TASK_TIME_LIMIT) is neither lost nor
     synthesized twice. RabbitMQ closes the channel and Celery stops the worker once the running
     job is done; the job reads done, and the restarted worker (as `make run` or Docker restarts
-    it), with the timeout raised as the README says, answers the redelivered copy from
-    storage."""
+    it) answers the redelivered copy from storage, in time, since it takes no job before its
+    voices are loaded."""
     node = RabbitNode(consumer_timeout_ms=3000)
     node.start()
     try:
@@ -682,9 +727,8 @@ def test_job_longer_than_the_consumer_timeout(
         first = stack.worker
         first.proc.wait(timeout=60)  # Celery: "Unrecoverable error: PreconditionFailed"
         assert "delivery acknowledgement on channel" in first.output()
-        # The fix the README gives: a consumer_timeout above the time limit (and above a
-        # worker's start-up, since a starting worker holds one message while its voices load).
-        node.set_consumer_timeout(1_800_000)
+        # Same 3 s timeout: the new worker takes the redelivered copy only once its voices are
+        # loaded, and answers it from storage well within the timeout.
         stack.restart_worker()
         stack.worker.wait_for(f"job {job_id} delivered again (delivery 2)", timeout=60)
         stack.worker.wait_for(f"[{job_id}] succeeded", timeout=60)
@@ -695,6 +739,7 @@ def test_job_longer_than_the_consumer_timeout(
         assert ok.json().get("status") == "done", ok.text + stack.logs_tail()
         assert stored_objects(stack) - before == {key_of(status["url"]), key_of(ok.json()["url"])}
         assert stack.syntheses(key_of(status["url"])) == 1
+        assert stack.worker.proc.poll() is None  # the restarted worker survived the timeout
     finally:
         stack.stop()
         node.remove()
@@ -702,8 +747,8 @@ def test_job_longer_than_the_consumer_timeout(
         "broker",
         "a synthesis longer than RabbitMQ's consumer_timeout (3 s on a private node)",
         "job done once (1 synthesis, 1 object); RabbitMQ closed the channel, Celery stopped the "
-        "worker after the job; restarted with the timeout raised, the worker answered the "
-        "redelivered copy from storage",
+        "worker after the job; the restarted worker (same timeout) took the redelivered copy "
+        "once its voices were loaded and answered it from storage",
         1,
         0,
     )

@@ -9,11 +9,13 @@ machines and the API can tell when nobody serves a member.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery import bootsteps
+from celery.signals import worker_init, worker_process_init
 from kombu.exceptions import KombuError
 
 from common.config import Settings
@@ -37,9 +39,53 @@ app.conf.update(
 )
 
 
+# Set by the pool process once its voices are loaded (or failed to load); the worker's main
+# process starts consuming only then. Created before the pool forks, so both share it.
+_voices_loaded: Any = None
+
+
+@worker_init.connect
+def _prepare_ready_flag(**_: Any) -> None:
+    global _voices_loaded
+    _voices_loaded = multiprocessing.get_context("fork").Event()
+
+
+class WaitForVoices(bootsteps.StartStopStep):
+    """Start consuming only once the pool process has loaded the voices.
+
+    Without it, a starting worker takes a job from the queue at once and holds it, unacked,
+    for as long as loading takes (seconds for small voices, minutes for many big ones): a job
+    another, ready worker could have run, and one that RabbitMQ's consumer_timeout may expire.
+    Until then the worker does not count as serving its members (the API answers 503)."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def start(self, worker: Any) -> None:
+        flag = _voices_loaded
+        if flag is None:  # worker_init did not run (not a worker process)
+            return
+        processes = list(getattr(getattr(worker.pool, "_pool", None), "_pool", None) or [])
+        timeout = float(app.conf.worker_proc_alive_timeout)
+        deadline = time.monotonic() + timeout
+        while not flag.wait(1.0):
+            if processes and all(p.exitcode is not None for p in processes):
+                _LOGGER.error("the pool process died while loading voices")
+                return  # Celery replaces it; consume, so jobs are not stuck behind a dead pool
+            if time.monotonic() > deadline:
+                _LOGGER.error("voices still loading after %.0f s; consuming anyway", timeout)
+                return
+
+
+app.steps["worker"].add(WaitForVoices)
+
+
 @worker_process_init.connect
 def _load_voices(sender: Any = None, **_: Any) -> None:
-    pipeline = runtime.start(Settings.from_env())
+    try:
+        pipeline = runtime.start(Settings.from_env())
+    finally:
+        if _voices_loaded is not None:
+            _voices_loaded.set()
     failed = [m for m in SERVED_MEMBERS if m not in pipeline.bank.voices]
     if failed and isinstance(sender, str):
         # Stop taking jobs for voices this process could not load, so another worker (or a
