@@ -51,13 +51,17 @@ def synthesize(voice: LoadedVoice, sentences: list[str], pause_s: float) -> np.n
                 f"The model failed on sentence {index + 1} of {len(sentences)}: "
                 f"{type(exc).__name__}"
             ) from exc
-        wave_ = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not np.isfinite(wave_).all():  # NaN/inf would be written as noise, not refused
-            raise SynthesisError(
-                f"The model produced invalid audio for sentence {index + 1} of {len(sentences)}."
-            )
-        pieces.append(wave_)
+        pieces.append(_wave(samples, f"sentence {index + 1} of {len(sentences)}"))
     return join_waves(pieces, pause_s, voice.sample_rate)
+
+
+def _wave(samples: Any, which: str) -> np.ndarray:
+    """A model's output as float32 samples; SynthesisError when it is not finite (NaN or inf
+    would be encoded as noise and stored, not refused)."""
+    wave = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if not np.isfinite(wave).all():
+        raise SynthesisError(f"The model produced invalid audio for {which}.")
+    return wave
 
 
 def join_waves(pieces: list[np.ndarray], pause_s: float, sample_rate: int) -> np.ndarray:
@@ -89,9 +93,7 @@ def synthesize_batch(voice: LoadedVoice, sentences: list[str]) -> list[np.ndarra
     if synth.vocoder_model is not None and (
         synth.vocoder_config.audio["sample_rate"] != model.ap.sample_rate
     ):  # Coqui interpolates mels for such pairs; keep its own per-sentence path
-        return [
-            np.asarray(synth.tts(s, split_sentences=False), dtype=np.float32) for s in sentences
-        ]
+        return [synthesize(voice, [s], 0.0) for s in sentences]
     ids = [model.tokenizer.text_to_ids(sentence) for sentence in sentences]
     lengths = torch.tensor([len(i) for i in ids], dtype=torch.long)
     tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
@@ -118,11 +120,13 @@ def synthesize_batch(voice: LoadedVoice, sentences: list[str]) -> list[np.ndarra
                 ]
             else:
                 waves = _vocode_batch(synth, mels, frames)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time limit, not the model's fault: reported as such
     except Exception as exc:
         raise SynthesisError(f"The model failed on a batch: {type(exc).__name__}") from exc
     out = []
-    for samples in waves:
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    for index, samples in enumerate(waves):
+        samples = _wave(samples, f"sentence {index + 1} of a batch of {len(waves)}")
         if synth.tts_config.audio.get("do_trim_silence"):
             samples = samples[: model.ap.find_endpoint(samples)]
         out.append(np.concatenate([samples, np.zeros(PAD_SILENCE_SAMPLES, dtype=np.float32)]))
