@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Protocol
 
+from common.jobs import redis_client
+
 _PREFIX = "moksori:inflight:"
 
 # Compare-and-set: take over ``key`` from a dead leader only if nobody else did in the meantime.
@@ -109,7 +111,7 @@ def open_inflight(backend: Any, ttl_s: int, namespace: str) -> Inflight:
     ``namespace`` (the deployment's queue prefix) keeps deployments sharing a Redis apart.
     ``ttl_s`` bounds how long a lost job can hold its key: after it, an identical request
     queues anew (the worker's storage check keeps that from costing a second synthesis)."""
-    client = getattr(backend, "client", None)
-    if client is not None and hasattr(client, "register_script"):
+    client = redis_client(backend)
+    if client is not None:
         return RedisInflight(client, ttl_s, namespace)
     return LocalInflight(ttl_s)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from common.jobs import job_status
+from common.jobs import job_status, redis_client
 
 _PREFIX = "moksori:queued:"
 _SWEEP_ABOVE = 1024
@@ -143,7 +143,6 @@ def open_quota(backend: Any, cap: int, ttl_s: int, namespace: str) -> Quota:
     """Shared slots when the result backend is Redis, else per-process ones.
 
     ``namespace`` (the deployment's queue prefix) keeps deployments sharing a Redis apart."""
-    client = getattr(backend, "client", None)
-    if client is not None and hasattr(client, "register_script") and hasattr(backend, "mget"):
+    if redis_client(backend) is not None:
         return RedisQuota(backend, cap, ttl_s, namespace)
     return LocalQuota(backend, cap, ttl_s)

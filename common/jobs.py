@@ -81,6 +81,14 @@ def speech_key(member_id: int, voice_version: str, text: str, pause_s: float) ->
     return audio_key(member_id, voice_version, identity)
 
 
+def redis_client(backend: Any) -> Any | None:
+    """The Redis client of a Redis result backend (shared state across API processes and
+    workers lives beside the job states), or None for any other backend."""
+    from celery.backends.redis import RedisBackend
+
+    return backend.client if isinstance(backend, RedisBackend) else None
+
+
 def job_status(state: str) -> str | None:
     """The public status for a Celery state, or None when the job is unknown (PENDING)."""
     return _STATUS.get(state)

@@ -266,8 +266,10 @@ class GCSStorage:
         from google.api_core import exceptions
         from google.auth import exceptions as auth_exceptions
 
+        from common import signing
+
         blob = self._bucket.blob(self._name(key))
-        if self.signing == "public":  # common.signing.PUBLIC
+        if self.signing == signing.PUBLIC:
             return blob.public_url
         try:
             return blob.generate_signed_url(

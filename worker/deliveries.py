@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from common.jobs import redis_client
 from worker.synthesis import SynthesisError
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,8 +25,8 @@ _COUNTING = "DELIVERIES"
 def count_redelivery(backend: Any, job_id: str, ttl_s: int) -> int:
     """Record one more delivery of ``job_id`` (which was delivered before); returns how many
     deliveries it has had, this one included (2 on the first redelivery)."""
-    client = getattr(backend, "client", None)
-    if client is not None and hasattr(client, "incr"):  # Redis: one atomic round trip
+    client = redis_client(backend)
+    if client is not None:  # Redis: one atomic round trip
         key = _PREFIX + job_id
         with client.pipeline() as pipe:
             pipe.incr(key)
