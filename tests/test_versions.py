@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
 from tests import voice_factory
 from tests.conftest import Stack, base_env, running_stack
+from voice_model.repository import VoiceCatalog
+from worker.voices import LoadedVoice, VoiceBank
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +89,12 @@ def build_voices(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_voices(tmp_path_factory.mktemp("versioned-voices"))
+
+
+@pytest.fixture(scope="module")
+def quiet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Voices no running worker watches, for the tests of the parts alone."""
+    return build_voices(tmp_path_factory.mktemp("quiet-voices"))
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +272,44 @@ def test_broken_rollouts_keep_the_old_version_serving(
     job = post(stack, STEADY, "고장 난 버전 대신 들립니다.", wait=60)
     assert job["status"] == "done", job
     assert result_of(celery, job["job_id"])["voice_version"] == "1"
+
+
+def test_catalog_rescans_only_after_its_interval_and_keeps_the_last_good_spec(
+    quiet_dir: Path,
+) -> None:
+    """The API's and workers' view: a changed manifest shows after the interval, not before; a
+    broken one keeps the member at its last good version."""
+    folder = quiet_dir / "voices" / FOLDERS[ROLLOUT]
+    catalog = VoiceCatalog(quiet_dir, interval=3600)
+    before = catalog.current()[ROLLOUT].version
+    manifest = json.loads((folder / "voice.json").read_text(encoding="utf-8"))
+    good = json.dumps(manifest)
+    try:
+        write_manifest(folder, json.dumps({**manifest, "version": "next"}))
+        assert catalog.current()[ROLLOUT].version == before  # within the interval: no look
+        assert catalog.refresh() is True
+        assert catalog.current()[ROLLOUT].version == "next"
+        assert catalog.refresh() is False  # nothing changed since: no rescan
+        write_manifest(folder, "{")
+        assert catalog.refresh() is False
+        assert catalog.current()[ROLLOUT].version == "next"
+    finally:
+        write_manifest(folder, good)
+
+
+def test_bank_keeps_a_bounded_number_of_old_versions(quiet_dir: Path) -> None:
+    """After each swap the new version is current, the replaced ones are held newest first, and
+    no more than ``keep`` of them."""
+    spec = VoiceCatalog(quiet_dir, interval=0).voices[STEADY]
+    versions = [
+        LoadedVoice(spec=replace(spec, version=v), synthesizer=None, load_seconds=0) for v in "abc"
+    ]
+    bank = VoiceBank(voices={STEADY: versions[0]})
+    bank.swap(versions[1], keep=1)
+    assert bank.held(STEADY, "a") is versions[0] and bank.held(STEADY, "b") is versions[1]
+    bank.swap(versions[2], keep=1)
+    assert bank.voices[STEADY] is versions[2]
+    assert [v.spec.version for v in bank.previous[STEADY]] == ["b"]
+    assert bank.held(STEADY, "a") is None
+    bank.swap(versions[0], keep=0)
+    assert bank.previous[STEADY] == [] and bank.held(STEADY, "a") is versions[0]
