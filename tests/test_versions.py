@@ -117,8 +117,12 @@ def stack(
 
 
 @pytest.fixture(scope="module")
-def celery(stack: Stack) -> Celery:
-    return make_celery(Settings.from_env(stack.env), main="versions-test")
+def celery(stack: Stack) -> Iterator[Celery]:
+    """A client of the stack's broker and result backend, to read results and send old-style
+    and pinned messages."""
+    app = make_celery(Settings.from_env(stack.env), main="versions-test")
+    yield app
+    app.close()
 
 
 @pytest.fixture(scope="module")
