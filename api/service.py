@@ -30,7 +30,7 @@ from common.jobs import (
 )
 from common.normalize import pronounceable
 from common.storage import GCSStorage, LocalStorage, StorageError, StoredAudio, open_storage
-from voice_model.repository import VoiceSpec, scan
+from voice_model.repository import VoiceCatalog, VoiceSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,14 +79,13 @@ class JobService:
     settings: Settings
     celery: Celery
     storage: LocalStorage | GCSStorage
-    voices: dict[int, VoiceSpec]
+    catalog: VoiceCatalog
     fleet: Fleet
     inflight: Inflight
     quota: Quota
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
-        repository = scan(settings.voice_dir)
         celery = make_celery(settings, main="moksori-api")
         return cls(
             settings=settings,
@@ -98,7 +97,7 @@ class JobService:
                 signed_url_ttl=settings.signed_url_ttl,
                 public_bucket=settings.public_bucket,
             ),
-            voices=repository.voices,
+            catalog=VoiceCatalog(settings.voice_dir, settings.voice_reload_interval),
             fleet=Fleet(celery, settings.queue, settings.publish_timeout),
             inflight=open_inflight(
                 celery.backend, 2 * settings.task_time_limit, namespace=settings.queue
@@ -110,6 +109,12 @@ class JobService:
                 namespace=settings.queue,
             ),
         )
+
+    @property
+    def voices(self) -> dict[int, VoiceSpec]:
+        """Every known voice at its current version (rescanned at most every
+        ``MOKSORI_VOICE_RELOAD_INTERVAL`` seconds, so a new checkpoint shows without a restart)."""
+        return self.catalog.current()
 
     def voice(self, member_id: int) -> VoiceSpec:
         voice = self.voices.get(member_id)
@@ -166,6 +171,7 @@ class JobService:
         message = JobMessage(
             member_id=req.member_id, text=req.text, uuid=req.uuid, created_at=req.created_at
         )
+        message["voice_version"] = voice.version  # the job runs on the version its key names
         try:
             self.celery.send_task(
                 TASK_NAME,

@@ -49,6 +49,12 @@ class Settings:
     """Comma-separated member ids a worker loads and serves (its queues); empty: every voice."""
     workers: int = 1
     """Worker processes ``make run`` starts (one per GPU; on CPU, one per core at most)."""
+    voice_reload_interval: float = 5.0
+    """Seconds between checks of the voice repository for a new checkpoint (a changed
+    ``voice.json`` or legacy checkpoint name), in every worker process and the API; 0: never."""
+    keep_versions: int = 1
+    """Older versions of each voice a worker keeps loaded after a new one goes live, so jobs
+    queued for them still finish on them (each costs one model's memory); 0: none."""
     torch_threads: int = 0
     """Threads each worker process gives torch; 0 keeps torch's default (all cores)."""
     batch_size: int = 1

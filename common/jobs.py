@@ -8,7 +8,7 @@ cannot drift apart; the API sends the task by name and never imports the worker.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -58,6 +58,9 @@ class JobMessage(TypedDict):
     text: str
     uuid: str | None
     created_at: str | None
+    voice_version: NotRequired[str | None]
+    """The voice version the API pinned (the one its cache key names); absent or null: the
+    version the worker serves when it takes the job."""
 
 
 def member_queue(prefix: str, member_id: int) -> str:

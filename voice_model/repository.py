@@ -25,6 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,3 +257,91 @@ def scan(root: Path) -> Repository:
     for where, problem in errors.items():
         _LOGGER.error("voice %s cannot be used: %s", where, problem)
     return Repository(voices=dict(sorted(voices.items())), errors=errors)
+
+
+def fingerprint(root: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What changes when a voice does: every manifest's and legacy checkpoint's name, inode,
+    size and mtime. A few ``stat`` calls, cheap enough to take every few seconds; a manifest
+    swapped in with ``os.replace`` always changes it (a new inode)."""
+    paths = [
+        *(root / "voices").glob(f"*/{MANIFEST_NAME}"),
+        *(root / "glow-tts").glob("*/*"),
+        *(root / "hifigan-v2").glob("*/*"),
+    ]
+    found = []
+    for path in sorted(paths):
+        try:
+            st = path.stat()
+        except OSError:  # vanished between glob and stat: the next look sees the new state
+            continue
+        found.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(found)
+
+
+class VoiceCatalog:
+    """The voices of a repository, kept current: :meth:`current` rescans at most once per
+    ``interval`` seconds, and only when :func:`fingerprint` changed.
+
+    A member that disappears from a rescan (its manifest broken or half-written, or its files
+    removed) keeps its last good spec, logged: a bad rollout never takes a voice away. Members
+    are added or removed for good by a restart.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        interval: float,
+        narrow: Callable[[Repository], Repository] | None = None,
+    ) -> None:
+        self.root = root
+        self.interval = interval
+        self._narrow = narrow or (lambda repository: repository)
+        self._lock = threading.Lock()
+        self._print = fingerprint(root)
+        self.repository = self._narrow(scan(root))
+        self._voices = dict(self.repository.voices)
+        self._checked = time.monotonic()
+
+    @property
+    def voices(self) -> dict[int, VoiceSpec]:
+        """The voices as last scanned (no rescan)."""
+        return self._voices
+
+    def current(self) -> dict[int, VoiceSpec]:
+        """The voices, rescanned first when ``interval`` has passed and the files changed."""
+        if self.interval > 0 and time.monotonic() - self._checked >= self.interval:
+            self.refresh()
+        return self._voices
+
+    def refresh(self, force: bool = False) -> bool:
+        """Rescan now if the files changed (or ``force``); True when any version changed."""
+        with self._lock:
+            self._checked = time.monotonic()
+            now = fingerprint(self.root)
+            if now == self._print and not force:
+                return False
+            self._print = now
+            repository = self._narrow(scan(self.root))
+            voices = dict(self._voices)
+            changed = False
+            for member_id, spec in repository.voices.items():
+                old = voices.get(member_id)
+                if old is None or old.version != spec.version:
+                    _LOGGER.info(
+                        "member %s: version %s in the repository (was %s)",
+                        member_id,
+                        spec.version,
+                        old.version if old else "absent",
+                    )
+                    changed = True
+                voices[member_id] = spec
+            for member_id in set(voices) - set(repository.voices):
+                _LOGGER.warning(
+                    "member %s is no longer readable in %s; keeping version %s",
+                    member_id,
+                    self.root,
+                    voices[member_id].version,
+                )
+            self.repository = repository
+            self._voices = dict(sorted(voices.items()))
+            return changed

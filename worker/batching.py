@@ -34,6 +34,8 @@ class Taken:
     member_id: int
     text: str
     message: Message
+    voice_version: str | None = None
+    """The version the API pinned, if the message names one."""
 
 
 @contextmanager
@@ -72,7 +74,14 @@ def _job(message: Message) -> Taken | None:
         return None
     try:
         _args, kwargs, _embed = message.decode()
-        return Taken(str(headers["id"]), int(kwargs["member_id"]), str(kwargs["text"]), message)
+        version = kwargs.get("voice_version")
+        return Taken(
+            str(headers["id"]),
+            int(kwargs["member_id"]),
+            str(kwargs["text"]),
+            message,
+            None if version is None else str(version),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 

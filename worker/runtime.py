@@ -12,7 +12,8 @@ import time
 from common.config import Settings
 from common.normalize import Normalizer
 from common.storage import open_storage
-from voice_model.repository import Repository, scan
+from voice_model.repository import Repository, VoiceCatalog, scan
+from worker.reload import VoiceReloader
 from worker.synthesis import Pipeline
 from worker.voices import load_bank, resolve_device
 
@@ -34,7 +35,12 @@ def start(settings: Settings) -> Pipeline:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    repository = served_repository(settings)
+    catalog = VoiceCatalog(
+        settings.voice_dir,
+        settings.voice_reload_interval,
+        narrow=lambda repository: narrow(settings, repository),
+    )
+    repository = catalog.repository
     normalizer = Normalizer()
     normalizer.warm_up()
     bank = load_bank(repository, device)
@@ -42,6 +48,7 @@ def start(settings: Settings) -> Pipeline:
         _LOGGER.error("voice %s is NOT served by this worker: %s", where, problem)
     if not bank.voices:
         _LOGGER.error("no voice could be loaded from %s; every job will fail", settings.voice_dir)
+    reloader = VoiceReloader(catalog, bank, device, settings.keep_versions)
     _PIPELINE = Pipeline(
         bank=bank,
         storage=open_storage(
@@ -52,7 +59,9 @@ def start(settings: Settings) -> Pipeline:
         ),
         normalizer=normalizer,
         sentence_pause=settings.sentence_pause,
+        reloader=reloader,
     )
+    reloader.start()
     _LOGGER.info(
         "worker ready on %s: members %s loaded in %.2f s",
         device,
@@ -64,7 +73,11 @@ def start(settings: Settings) -> Pipeline:
 
 def served_repository(settings: Settings) -> Repository:
     """The voice repository narrowed to ``MOKSORI_MEMBERS`` (all of it when that is empty)."""
-    repository = scan(settings.voice_dir)
+    return narrow(settings, scan(settings.voice_dir))
+
+
+def narrow(settings: Settings, repository: Repository) -> Repository:
+    """``repository`` without the voices ``MOKSORI_MEMBERS`` leaves out."""
     if not settings.members:
         return repository
     wanted = set(settings.members)

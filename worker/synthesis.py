@@ -12,8 +12,9 @@ import io
 import logging
 import time
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,6 +23,9 @@ from common.jobs import SynthesisResult, speech_key
 from common.normalize import Normalizer
 from common.storage import GCSStorage, LocalStorage
 from worker.voices import LoadedVoice, VoiceBank
+
+if TYPE_CHECKING:
+    from worker.reload import VoiceReloader
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -189,8 +193,16 @@ class Pipeline:
     storage: LocalStorage | GCSStorage
     normalizer: Normalizer
     sentence_pause: float = 0.25
+    reloader: VoiceReloader | None = None
+    """Loads new voice versions; asked at once for a version newer than this process holds."""
 
-    def voice(self, member_id: int) -> LoadedVoice:
+    def voice(self, member_id: int, version: str | None = None) -> LoadedVoice:
+        """Member ``member_id``'s voice at ``version`` (None: the current one).
+
+        A version this process holds (current or kept) is used as is; one it does not hold
+        yet makes the reloader look at the repository now (the API saw it first). A version
+        that failed to load here is served by the current one (logged; the result names the
+        version used); one that is no longer loaded fails the job, saying so."""
         voice = self.bank.voices.get(member_id)
         if voice is None:
             reason = self.bank.errors.get(f"member {member_id}")
@@ -198,15 +210,37 @@ class Pipeline:
             raise SynthesisError(
                 f"No voice for member {member_id} is loaded on this worker{detail}."
             )
-        return voice
+        if version is None or version == voice.spec.version:
+            return voice
+        held = self.bank.held(member_id, version)
+        if held is None and self.reloader is not None:
+            self.reloader.check()
+            held = self.bank.held(member_id, version)
+        if held is not None:
+            return held
+        voice = self.bank.voices[member_id]
+        failed = self.bank.failed.get(member_id)
+        if failed is not None and failed[0].version == version:
+            _LOGGER.warning(
+                "member %s: version %s failed to load here (%s); version %s serves the job",
+                member_id,
+                version,
+                failed[1],
+                voice.spec.version,
+            )
+            return voice
+        raise SynthesisError(
+            f"Version {version} of member {member_id}'s voice is no longer loaded (this worker "
+            f"serves version {voice.spec.version}); send the text again for the current version."
+        )
 
-    def run(self, member_id: int, text: str) -> SynthesisResult:
+    def run(self, member_id: int, text: str, version: str | None = None) -> SynthesisResult:
         """Normalize, synthesize, encode and store; returns the object's key and URL.
 
         A key already stored (a duplicate delivery, or a twin job that slipped past the API's
         coalescing) is returned without synthesizing again."""
         started = time.perf_counter()
-        voice, key, done = self._lookup(member_id, text)
+        voice, key, done = self._lookup(member_id, text, version)
         if done is not None:
             return done
         model_started = time.perf_counter()
@@ -214,16 +248,19 @@ class Pipeline:
         samples = synthesize(voice, sentences, self.sentence_pause)
         return self._store(voice, key, len(sentences), samples, model_started, started)
 
-    def run_batch(self, jobs: list[tuple[int, str]]) -> list[SynthesisResult | Exception]:
-        """Several jobs at once (dynamic batching): per member, every sentence of every job that
+    def run_batch(
+        self, jobs: Sequence[tuple[int, str] | tuple[int, str, str | None]]
+    ) -> list[SynthesisResult | Exception]:
+        """Several jobs at once (dynamic batching), each ``(member, text[, version])``: per voice
+        version, every sentence of every job that
         is not already stored goes through one :func:`synthesize_batch` call. A job's failure
         is returned in its place and never fails the others."""
         started = time.perf_counter()
         outcomes: list[SynthesisResult | Exception | None] = [None] * len(jobs)
-        todo: dict[int, list[tuple[int, LoadedVoice, str, list[str]]]] = {}
-        for index, (member_id, text) in enumerate(jobs):
+        todo: dict[tuple[int, str], list[tuple[int, LoadedVoice, str, list[str]]]] = {}
+        for index, (member_id, text, *pinned) in enumerate(jobs):
             try:
-                voice, key, done = self._lookup(member_id, text)
+                voice, key, done = self._lookup(member_id, text, pinned[0] if pinned else None)
                 if done is not None:
                     outcomes[index] = done
                     continue
@@ -231,7 +268,9 @@ class Pipeline:
             except Exception as exc:  # reported as this job's own failure
                 outcomes[index] = exc
                 continue
-            todo.setdefault(member_id, []).append((index, voice, key, sentences))
+            todo.setdefault((member_id, voice.spec.version), []).append(
+                (index, voice, key, sentences)
+            )
         for member_jobs in todo.values():
             voice = member_jobs[0][1]
             model_started = time.perf_counter()
@@ -259,9 +298,11 @@ class Pipeline:
                     outcomes[index] = exc
         return [o if o is not None else SynthesisError("The job was not run.") for o in outcomes]
 
-    def _lookup(self, member_id: int, text: str) -> tuple[LoadedVoice, str, SynthesisResult | None]:
+    def _lookup(
+        self, member_id: int, text: str, version: str | None = None
+    ) -> tuple[LoadedVoice, str, SynthesisResult | None]:
         """The voice, the object key, and the result already stored under it, if any."""
-        voice = self.voice(member_id)
+        voice = self.voice(member_id, version)
         key = speech_key(member_id, voice.spec.version, text, self.sentence_pause)
         stored = self.storage.lookup(key)
         if stored is not None and stored.duration_s is not None:

@@ -22,11 +22,13 @@ def synthesize(
     text: str,
     uuid: str | None = None,
     created_at: str | None = None,
+    voice_version: str | None = None,
 ) -> SynthesisResult:
     """Synthesize ``text`` in member ``member_id``'s voice, store the WAV, return its key and URL.
 
     The arguments are :class:`common.jobs.JobMessage`; ``uuid`` and ``created_at`` are the
-    client's own bookkeeping and never become part of a file name. Storage errors are retried
+    client's own bookkeeping and never become part of a file name. ``voice_version`` is the
+    version the API pinned (absent in older messages: the current one). Storage errors are retried
     with exponential backoff, then fail the job with a plain reason; model errors fail at once.
     With dynamic batching on, jobs waiting in the same member's queue join this one
     (:mod:`worker.batching`).
@@ -44,8 +46,10 @@ def synthesize(
         member = int(member_id)
     except ValueError:
         raise SynthesisError(f"member_id must be an integer, not {member_id!r}.") from None
+    if voice_version is not None and not isinstance(voice_version, str):
+        raise SynthesisError(f"voice_version must be a string, not {type(voice_version).__name__}.")
     try:
-        return _run(self, settings, member, text)
+        return _run(self, settings, member, text, voice_version)
     except StorageError as exc:
         retries = self.request.retries
         if retries >= settings.storage_retries:
@@ -61,14 +65,19 @@ def synthesize(
         ) from exc
 
 
-def _run(task: Task, settings: Settings, member_id: int, text: str) -> SynthesisResult:
+def _run(
+    task: Task, settings: Settings, member_id: int, text: str, version: str | None
+) -> SynthesisResult:
     pipeline = runtime.current()
     if settings.batch_size <= 1:
-        return pipeline.run(member_id, text)
+        return pipeline.run(member_id, text, version)
     queue = member_queue(settings.queue, member_id)
     wait_s = settings.batch_wait_ms / 1000
     with batching.waiting_jobs(task.app, queue, settings.batch_size - 1, wait_s) as taken:
-        jobs = [(member_id, text), *((job.member_id, job.text) for job in taken)]
+        jobs = [
+            (member_id, text, version),
+            *((job.member_id, job.text, job.voice_version) for job in taken),
+        ]
         outcomes = pipeline.run_batch(jobs)
         batching.report(task.app, taken, outcomes[1:])
     mine = outcomes[0]

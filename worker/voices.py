@@ -33,10 +33,40 @@ class LoadedVoice:
 
 @dataclass
 class VoiceBank:
-    """The voices this worker process holds, and why any others are missing."""
+    """The voices this worker process holds, and why any others are missing.
+
+    ``voices`` holds each member's current version; ``previous`` the versions it replaced, newest
+    first (``MOKSORI_KEEP_VERSIONS`` of them), so jobs pinned to them still run on them;
+    ``failed`` the version (and why) that last failed to load for a member, which keeps its
+    current one."""
 
     voices: dict[int, LoadedVoice] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    previous: dict[int, list[LoadedVoice]] = field(default_factory=dict)
+    failed: dict[int, tuple[VoiceSpec, str]] = field(default_factory=dict)
+
+    def held(self, member_id: int, version: str) -> LoadedVoice | None:
+        """The loaded voice of ``member_id`` at ``version`` (current or kept), if any."""
+        current = self.voices.get(member_id)
+        if current is not None and current.spec.version == version:
+            return current
+        for voice in self.previous.get(member_id, ()):
+            if voice.spec.version == version:
+                return voice
+        return None
+
+    def swap(self, voice: LoadedVoice, keep: int) -> LoadedVoice | None:
+        """Make ``voice`` its member's current version at once; the one it replaces is kept (up
+        to ``keep`` older versions) for jobs pinned to it. A job already running holds its own
+        reference and finishes on the version it started with. Returns the replaced voice."""
+        member_id = voice.spec.member_id
+        old = self.voices.get(member_id)
+        kept = [v for v in ([old] if old else []) + self.previous.get(member_id, [])]
+        kept = [v for v in kept if v.spec.version != voice.spec.version][: max(keep, 0)]
+        self.previous[member_id] = kept  # first, so a pinned job never finds neither
+        self.voices[member_id] = voice
+        self.failed.pop(member_id, None)
+        return old
 
 
 def resolve_device(device: str) -> str:
