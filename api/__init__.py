@@ -14,7 +14,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, health, jobs, limits, media, members, openapi
+from api import auth, errors, health, jobs, limits, media, members, openapi, web
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
@@ -64,6 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if isinstance(service.storage, LocalStorage):
         app.register_blueprint(media.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(web.bp)  # the page at /, for people
     _LOGGER.info(
         "API ready: %d voice(s), broker %s, storage %s, %s, rate limit %s, queued jobs per "
         "client %s",

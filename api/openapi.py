@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from api.validation import MAX_WAIT_S
+from api.web import ASSETS  # the page's files and types: the spec lists exactly those
 from common.config import Settings
 
 API_VERSION = "1.0.0"
@@ -380,7 +381,54 @@ def _paths(max_content_length: int, media: bool) -> dict[str, Any]:
     }
     if media:
         paths["/media/{key}"] = {"get": _media()}
+    paths.update(_web())
     return paths
+
+
+def _web() -> dict[str, Any]:
+    """The web page (``api/web.py``): HTML at ``/`` and its two files under ``/web/``."""
+    return {
+        "/": {
+            "get": {
+                "operationId": "webPage",
+                "summary": "The web page: pick a member, type a text, hear it",
+                "description": "Plain HTML that loads `/web/style.css` and `/web/app.js` and "
+                "speaks this API; it asks for an API key where the deployment requires one.",
+                "responses": {
+                    "200": {
+                        "description": "The page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "Not modified (`If-None-Match`)."},
+                },
+            }
+        },
+        "/web/{name}": {
+            "get": {
+                "operationId": "webAsset",
+                "summary": "The web page's stylesheet and script",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": sorted(ASSETS)},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            mimetype.split(";")[0]: {"schema": {"type": "string"}}
+                            for mimetype in ASSETS.values()
+                        },
+                    },
+                    "304": {"description": "Not modified (`If-None-Match`)."},
+                    "404": _error("No such file", "not_found"),
+                },
+            }
+        },
+    }
 
 
 def _media() -> dict[str, Any]:

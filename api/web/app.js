@@ -1,0 +1,291 @@
+// The moksori web page: pick a member, type a text, press play.
+// Speaks only the public API: GET /api/members, POST /api/texts, then the job's status URL,
+// polled with a growing delay (never faster than POLL_FIRST_MS, never slower than POLL_MAX_MS).
+
+const KEY_STORAGE = "moksori.apiKey";
+const POLL_FIRST_MS = 250;
+const POLL_MAX_MS = 2000;
+const POLL_FACTOR = 1.5;
+const GIVE_UP_MS = 10 * 60 * 1000; // a job still unfinished after this is reported, not polled
+const NETWORK_RETRIES = 3; // consecutive failed status polls before the page gives up
+
+const $ = (id) => document.getElementById(id);
+const form = $("speak");
+const keyBox = $("key-box");
+const keyInput = $("api-key");
+const memberSelect = $("member");
+const textInput = $("text");
+const playButton = $("play");
+const progress = $("progress");
+const elapsed = $("elapsed");
+const errorBox = $("error");
+const audio = $("audio");
+
+/** An API or network failure, with the API's error code when there is one. */
+class Problem extends Error {
+  constructor(status, code, message, retryAfter = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+// Plain words for the API's error codes (README "API"), Korean first, English after.
+const PLAIN = {
+  network_error: "서버에 연결할 수 없습니다. 연결을 확인하고 다시 시도하세요. / Could not reach the server: check the connection and try again.",
+  unauthorized: "이 서버는 API 키가 필요합니다. 위의 ‘API 키’ 칸에 입력하세요. / This server needs an API key: enter it in the API key field above.",
+  invalid_api_key: "API 키가 맞지 않습니다. 키를 확인하세요. / The API key is not valid: check it and try again.",
+  member_unavailable: "지금 이 목소리를 제공하는 워커가 없습니다. 다른 목소리를 고르거나 잠시 뒤 다시 시도하세요. / No worker serves this voice right now: pick another voice or try again later.",
+  unknown_member: "이 목소리는 더 이상 없습니다. 페이지를 새로 고치세요. / This voice no longer exists: reload the page.",
+  empty_text: "문장을 입력하세요. / Type a sentence first.",
+  missing_text: "문장을 입력하세요. / Type a sentence first.",
+  unspeakable_text: "읽을 수 있는 글자가 없습니다. 한글, 영문자나 숫자를 써 주세요. / Nothing in the text can be spoken: use Hangul, Latin letters or digits.",
+  text_too_long: "문장이 너무 깁니다. 줄여서 다시 시도하세요. / The text is too long: shorten it.",
+  request_entity_too_large: "문장이 너무 깁니다. 줄여서 다시 시도하세요. / The text is too long: shorten it.",
+  rate_limited: "요청이 너무 많습니다. 잠시 뒤 다시 시도하세요. / Too many requests: wait a moment and try again.",
+  too_many_queued_jobs: "이미 대기 중인 작업이 너무 많습니다. 끝날 때까지 기다리세요. / You already have too many jobs waiting: let them finish first.",
+  service_unavailable: "서비스를 잠시 사용할 수 없습니다. 잠시 뒤 다시 시도하세요. / The service is unavailable for a moment: try again shortly.",
+  unknown_job: "작업을 찾을 수 없습니다 (만료됨). 다시 재생을 누르세요. / The job is unknown or has expired: press play again.",
+  job_failed: "음성 합성에 실패했습니다. / The synthesis failed.",
+  gave_up: "작업이 너무 오래 걸려 기다리기를 멈췄습니다. / The job took too long, so the page stopped waiting.",
+  audio_error: "오디오를 불러올 수 없습니다. / The audio could not be loaded.",
+  no_member: "목소리를 고르세요. / Pick a voice first.",
+  bad_answer: "서버의 응답을 이해할 수 없습니다. / The server's answer could not be understood.",
+};
+
+const STATUS_WORDS = {
+  sending: "요청 보내는 중… / Sending…",
+  queued: "대기 중… / Queued…",
+  running: "합성 중… / Synthesizing…",
+  done: "완료 — 재생합니다. / Done — playing.",
+};
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function savedKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return ""; // storage disabled: the key lives in the field only
+  }
+}
+
+function saveKey(value) {
+  try {
+    if (value) localStorage.setItem(KEY_STORAGE, value);
+    else localStorage.removeItem(KEY_STORAGE);
+  } catch {
+    /* storage disabled: nothing to keep */
+  }
+}
+
+/** Fetch a JSON answer of the API; throws a Problem for network errors and error answers. */
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  headers.set("Accept", "application/json");
+  const key = keyInput.value.trim();
+  if (key) headers.set("Authorization", `Bearer ${key}`);
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers, cache: "no-store" });
+  } catch (err) {
+    throw new Problem(0, "network_error", String(err && err.message ? err.message : err));
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = (body && body.error) || {};
+    throw new Problem(
+      response.status,
+      error.code || `http_${response.status}`,
+      error.message || response.statusText || `HTTP ${response.status}`,
+      response.headers.get("Retry-After"),
+    );
+  }
+  if (body === null || typeof body !== "object") {
+    throw new Problem(response.status, "bad_answer", "not a JSON object");
+  }
+  return { response, body };
+}
+
+function showError(problem) {
+  const plain = PLAIN[problem.code];
+  let text = plain || `오류가 발생했습니다. / Something went wrong: ${problem.message}`;
+  if (problem.retryAfter) text += ` (${problem.retryAfter} 초 뒤 / retry in ${problem.retryAfter} s)`;
+  if (plain && problem.message && problem.code !== "network_error") {
+    text += ` — ${problem.message}`;
+  }
+  errorBox.textContent = text;
+  errorBox.dataset.code = problem.code;
+  if (problem.code === "unauthorized" || problem.code === "invalid_api_key") {
+    keyBox.open = true;
+    keyInput.focus();
+  }
+}
+
+function clearError() {
+  errorBox.textContent = "";
+  delete errorBox.dataset.code;
+}
+
+// --- Progress: the state in the live region, the elapsed seconds beside it -------------------
+
+let ticker = null;
+
+function startProgress() {
+  const started = performance.now();
+  const tick = () => {
+    const seconds = (performance.now() - started) / 1000;
+    elapsed.textContent = `${seconds.toFixed(1)} 초 경과 / ${seconds.toFixed(1)} s elapsed`;
+  };
+  tick();
+  ticker = setInterval(tick, 100);
+  progress.classList.add("busy");
+}
+
+function setStatus(status) {
+  const words = STATUS_WORDS[status] || status;
+  if (progress.textContent !== words) progress.textContent = words;
+  progress.dataset.status = status;
+}
+
+function stopProgress() {
+  clearInterval(ticker);
+  ticker = null;
+  progress.classList.remove("busy");
+}
+
+// --- Members ---------------------------------------------------------------------------------
+
+function memberLabel(member) {
+  const served =
+    member.served === true
+      ? "✓ 제공 중 / served"
+      : member.served === false
+        ? "✗ 워커 없음 / no worker"
+        : "? 알 수 없음 / unknown";
+  return `${member.name} (#${member.id}) — ${served}`;
+}
+
+async function loadMembers() {
+  const previous = memberSelect.value;
+  memberSelect.replaceChildren(new Option("불러오는 중… / Loading…", ""));
+  try {
+    const { body } = await api("/api/members");
+    const members = Array.isArray(body.members) ? body.members : [];
+    const options = members.map((member) => {
+      const option = new Option(memberLabel(member), String(member.id));
+      option.dataset.served = String(member.served);
+      return option;
+    });
+    if (options.length === 0) options.push(new Option("목소리 없음 / No voices", ""));
+    memberSelect.replaceChildren(...options);
+    const keep = members.find((m) => String(m.id) === previous);
+    const first = keep || members.find((m) => m.served !== false) || members[0];
+    if (first) memberSelect.value = String(first.id);
+    memberSelect.dataset.loaded = "true";
+    clearError();
+  } catch (problem) {
+    memberSelect.replaceChildren(new Option("목록을 불러오지 못함 / Could not load", ""));
+    memberSelect.dataset.loaded = "error";
+    showError(problem);
+  }
+}
+
+// --- A job: submit, follow, play --------------------------------------------------------------
+
+async function follow(statusUrl) {
+  const deadline = performance.now() + GIVE_UP_MS;
+  let delay = POLL_FIRST_MS;
+  let failures = 0;
+  while (performance.now() < deadline) {
+    await sleep(delay);
+    delay = Math.min(delay * POLL_FACTOR, POLL_MAX_MS);
+    let body;
+    try {
+      ({ body } = await api(statusUrl));
+      failures = 0;
+    } catch (problem) {
+      if (problem.code === "rate_limited" && problem.retryAfter) {
+        await sleep(Math.min(Number(problem.retryAfter) * 1000 || POLL_MAX_MS, 60000));
+        continue;
+      }
+      const transient = problem.code === "network_error" || problem.status === 503;
+      if (transient && ++failures < NETWORK_RETRIES) continue;
+      throw problem;
+    }
+    if (body.status === "done" || body.status === "failed") return body;
+    setStatus(body.status);
+  }
+  throw new Problem(0, "gave_up", `${GIVE_UP_MS / 60000} min`);
+}
+
+async function speak() {
+  const memberId = memberSelect.value;
+  const text = textInput.value;
+  if (!memberId) throw new Problem(0, "no_member", "");
+  if (!text.trim()) throw new Problem(0, "empty_text", "");
+  setStatus("sending");
+  const { response, body } = await api("/api/texts", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ member_id: Number(memberId), text }),
+  });
+  let result = body;
+  if (body.status !== "done" && body.status !== "failed") {
+    setStatus(body.status || "queued");
+    const statusUrl = response.headers.get("Location") || body.status_url;
+    if (!statusUrl) throw new Problem(response.status, "bad_answer", "no status URL");
+    result = await follow(statusUrl);
+  }
+  if (result.status === "failed") throw new Problem(200, "job_failed", result.error || "");
+  if (!result.url) throw new Problem(200, "bad_answer", "no audio URL");
+  setStatus("done");
+  audio.src = result.url;
+  audio.load();
+  audio.play().catch(() => {
+    // Autoplay refused (the click is too long ago): the player's own button still works.
+    progress.textContent = "완료 — ▶ 버튼으로 재생하세요. / Done — press play on the player.";
+  });
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (playButton.disabled) return;
+  clearError();
+  playButton.disabled = true;
+  form.setAttribute("aria-busy", "true");
+  audio.removeAttribute("src");
+  audio.load();
+  startProgress();
+  try {
+    await speak();
+  } catch (problem) {
+    setStatus("error");
+    progress.textContent = "";
+    showError(problem instanceof Problem ? problem : new Problem(0, "bad_answer", String(problem)));
+  } finally {
+    stopProgress();
+    playButton.disabled = false;
+    form.removeAttribute("aria-busy");
+  }
+});
+
+audio.addEventListener("error", () => {
+  if (!audio.getAttribute("src")) return; // cleared on purpose before a new job
+  showError(new Problem(0, "audio_error", audio.error ? `media error ${audio.error.code}` : ""));
+});
+
+keyInput.value = savedKey();
+if (keyInput.value) keyBox.open = true;
+keyInput.addEventListener("change", () => {
+  saveKey(keyInput.value.trim());
+  loadMembers();
+});
+
+loadMembers();
