@@ -20,7 +20,7 @@ from kombu.exceptions import KombuError
 
 from common.config import Settings
 from common.jobs import make_celery, member_queue, queue_declaration
-from worker import runtime
+from worker import joblog, runtime  # noqa: F401 - joblog: logging setup, a line per job
 
 _LOGGER = logging.getLogger(__name__)
 
