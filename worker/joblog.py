@@ -9,20 +9,36 @@ version, outcome, seconds, seconds of audio and the number of characters, never 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
+import celery.apps.worker
 from celery.signals import celeryd_after_setup, setup_logging, task_postrun, task_prerun
 
 from common import logs
 from common.config import Settings
 from common.jobs import REQUEST_ID_HEADER, SynthesisResult, job_status
 
-_LOGGER = logging.getLogger("worker.job")
+_LOGGER = logging.getLogger(__name__)
+JOB_LOGGER = logging.getLogger("worker.job")
+"""One line per job, and nothing else."""
 
 # Per task id (a pool process runs one job at a time; a dict keeps it right with threads too).
 _RUNNING: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def configure_early() -> None:
+    """The same format for what is logged while the app module is imported (the voice scan)
+    and warnings Celery gives before its ``setup_logging``; skipped when something else (a
+    test runner) already handles the root logger."""
+    if not logging.getLogger().handlers:
+        logs.configure(Settings.from_env(), "worker")
 
 
 @setup_logging.connect
@@ -30,13 +46,34 @@ def _configure(**_: Any) -> None:
     logs.configure(Settings.from_env(), "worker")
 
 
+def _json_say(msg: str, f: Any = sys.__stderr__) -> None:
+    """Celery's ``safe_say`` (its shutdown notices, written from signal handlers, where
+    logging's locks are unsafe), writing one JSON line instead of free text."""
+    line = json.dumps(
+        {
+            "level": "INFO",
+            "logger": "celery.apps.worker",
+            "message": msg,
+            "service": "worker",
+            "time": datetime.now(UTC).isoformat(),
+        },
+        ensure_ascii=False,
+    )
+    # Best effort, as Celery's own: a lost notice must not break a shutdown.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.write(f.fileno(), f"{line}\n".encode())
+
+
 @celeryd_after_setup.connect
 def _quiet_banner(sender: str, instance: Any, **_: Any) -> None:
-    """Celery prints a multi-line banner straight to stdout; in JSON it would be the only
-    lines that are not JSON, so the same facts are logged as one line instead."""
+    """Celery prints a multi-line banner and its shutdown notices straight to stdout; in JSON
+    they would be the only lines that are not JSON, so the banner's facts are logged as one
+    line and the notices written as JSON."""
     if Settings.from_env().log_format != "json":
         return
     instance.quiet = True
+    if callable(getattr(celery.apps.worker, "safe_say", None)):
+        celery.apps.worker.safe_say = _json_say
     queues = sorted(q.name for q in instance.app.amqp.queues.consume_from.values())
     _LOGGER.info(
         "celery worker %s starting: concurrency %s, queues %s",
@@ -69,7 +106,7 @@ def _job_ended(
 ) -> None:
     started, tokens = _RUNNING.pop(task_id, (None, {}))
     try:
-        _LOGGER.info(
+        JOB_LOGGER.info(
             "job %s", job_outcome(state), extra=job_fields(kwargs or {}, retval, state, started)
         )
     finally:
