@@ -79,15 +79,19 @@ def current(name: str) -> str | None:
 
 class ContextFilter(logging.Filter):
     """Adds the known context fields to every record and drops Celery's ``data`` extra, which
-    holds a task's arguments (the user's text) and return value."""
+    holds a task's arguments (the user's text) and return value, keeping only its task id as
+    ``job_id`` (the worker's "received" line is written outside any job's context)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, var in _CONTEXT.items():
             value = var.get()
             if value is not None and getattr(record, name, None) is None:
                 setattr(record, name, value)
-        if isinstance(getattr(record, "data", None), dict):
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
             del record.data
+            if isinstance(data.get("id"), str) and getattr(record, "job_id", None) is None:
+                record.job_id = data["id"]
         return True
 
 

@@ -21,6 +21,7 @@ from common.normalize import Normalizer, canonical
 from launcher.__main__ import _pump
 from tests.conftest import base_env, running_stack
 from voice_model.repository import scan
+from worker.joblog import job_fields, job_outcome
 
 # A sentence no log line has any business containing, with a number the normalizer spells out.
 SENTENCE = "보라색 우산을 쓴 고양이가 2031년에 춤을 춥니다"
@@ -129,8 +130,8 @@ def test_json_logs_tie_request_and_job_and_keep_the_text_out(
     # Every worker line while the job ran names it, Celery's own included.
     during = [r for r in worker if r.get("job_id") == job_id]
     assert any("succeeded" in r["message"] for r in during), during
-    received = [r for r in worker if f"[{job_id}] received" in r["message"]]
-    assert received and "data" not in received[0]
+    (received,) = [r for r in worker if f"[{job_id}] received" in r["message"]]
+    assert received["job_id"] == job_id and "data" not in received
     assert any(r["logger"] == "gunicorn.error" for r in api)  # gunicorn's lines, as JSON too
 
     secrets = [*private_fragments(voice_dir), API_KEY, QUERY_SECRET]
@@ -159,12 +160,26 @@ def test_filter_adds_the_bound_ids_and_drops_task_arguments() -> None:
     with logs.bound(job_id="j-1", request_id="r-1"):
         handler.handle(_record("Task x received", data={"kwargs": f"{{'text': '{SENTENCE}'}}"}))
     handler.handle(_record("later"))
-    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    handler.handle(_record("Task y received", data={"id": "j-3", "kwargs": "{'text': '...'}"}))
+    first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["job_id"] == "j-1" and first["request_id"] == "r-1"
     assert first["level"] == "INFO" and first["logger"] == "celery.app.trace"
     assert first["service"] == "worker" and "time" in first
     assert "data" not in first and SENTENCE not in stream.getvalue()
     assert "job_id" not in second and "request_id" not in second
+    assert third["job_id"] == "j-3" and "data" not in third  # Celery's task id, kept
+
+
+def test_job_fields_count_the_text_and_name_the_outcome() -> None:
+    """The job line's fields for a failed and a retried job: characters, never the text."""
+    kwargs = {"member_id": 2, "text": SENTENCE}
+    failed = job_fields(kwargs, RuntimeError("boom"), "FAILURE", time.perf_counter())
+    assert failed["outcome"] == "failed" and failed["characters"] == len(SENTENCE)
+    assert failed["member_id"] == 2 and failed["audio_s"] is None and failed["seconds"] >= 0
+    assert SENTENCE not in json.dumps(failed, ensure_ascii=False)
+    assert job_outcome("RETRY") == "retry" and job_outcome("SUCCESS") == "done"
+    odd = job_fields({"member_id": True, "text": 5}, None, None, None)
+    assert odd["member_id"] is None and odd["characters"] is None and odd["seconds"] is None
 
 
 def test_text_format_shows_the_same_fields() -> None:
