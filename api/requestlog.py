@@ -35,7 +35,7 @@ def request_id(header: str | None) -> str:
 
 def bind_job(job_id: str) -> None:
     """Name the job this request created or read, for its request line and later lines."""
-    g.moksori_log_tokens.append(logs.bind(job_id=job_id))
+    g.setdefault("moksori_log_tokens", []).append(logs.bind(job_id=job_id))
 
 
 def init_app(app: Flask) -> None:

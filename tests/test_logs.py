@@ -87,7 +87,9 @@ def test_json_logs_tie_request_and_job_and_keep_the_text_out(
         assert status.status_code == 200
         status_rid = status.headers["X-Request-ID"]
         assert status_rid != rid  # none sent: the API made one
-        refused = requests.get(f"{stack.base}/api/members", headers={"X-Request-ID": "a b"})
+        refused = requests.get(
+            f"{stack.base}/api/members", headers={"X-Request-ID": "a b"}, timeout=10
+        )
         assert refused.status_code == 401  # no key: answered by a hook, still logged
         made_rid = refused.headers["X-Request-ID"]
         assert made_rid != "a b" and request_id(made_rid) == made_rid
