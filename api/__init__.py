@@ -14,7 +14,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, health, jobs, limits, media, members, openapi, web
+from api import auth, errors, health, jobs, limits, media, members, openapi, requestlog, web
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
@@ -48,11 +48,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     service = JobService.from_settings(settings)
     app.extensions["moksori"] = service
 
+    requestlog.init_app(app)  # first: its line and X-Request-ID cover early refusals too
+
     CORS(
         app,
         resources={r"/api/*": {}, r"/media/*": {}},
         origins=list(settings.cors_origins),
-        expose_headers=["Location", "Content-Range", "Accept-Ranges", "ETag"],
+        expose_headers=["Location", "Content-Range", "Accept-Ranges", "ETag", requestlog.HEADER],
         max_age=600,
     )
     errors.init_app(app)

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from api.auth import client_id
 from api.errors import ApiError
+from api.requestlog import bind_job
 from api.service import JobService
 from api.validation import json_body, parse_text_request, wait_seconds
 
@@ -27,6 +28,7 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
     req = parse_text_request(json_body(request), service.settings.max_text_length)
     submission = service.submit(req, request.host_url, client_id())
     job_id = submission.job_id
+    bind_job(job_id)
     status_url = url_for("jobs.get_job", job_id=job_id)
     body = {
         "job_id": job_id,
@@ -62,6 +64,8 @@ def get_job(job_id: str) -> Response:
         canonical = str(uuid.UUID(job_id))
     except ValueError:
         canonical = None
+    if canonical:
+        bind_job(canonical)
     view = _service().status(canonical, request.host_url) if canonical else None
     if view is None:
         raise ApiError(404, "unknown_job", "There is no job with this id (or it has expired).")

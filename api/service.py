@@ -17,9 +17,11 @@ from api.fleet import Fleet
 from api.inflight import Inflight, open_inflight
 from api.quota import Quota, open_quota
 from api.validation import TextRequest
+from common import logs
 from common.config import Settings
 from common.jobs import (
     QUEUED,
+    REQUEST_ID_HEADER,
     TASK_NAME,
     JobMessage,
     SynthesisResult,
@@ -172,12 +174,16 @@ class JobService:
             member_id=req.member_id, text=req.text, uuid=req.uuid, created_at=req.created_at
         )
         message["voice_version"] = voice.version  # the job runs on the version its key names
+        request_id = logs.current("request_id")
         try:
             self.celery.send_task(
                 TASK_NAME,
                 kwargs=dict(message),
+                # What Celery's "received" line and task events show instead of the arguments.
+                kwargsrepr=repr({"member_id": req.member_id, "characters": len(req.text)}),
                 task_id=job_id,
                 queue=member_queue(self.settings.queue, req.member_id),
+                headers={REQUEST_ID_HEADER: request_id} if request_id else None,
             )
         except UNAVAILABLE as exc:
             self._abandon(job_id, key)

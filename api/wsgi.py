@@ -1,8 +1,8 @@
 """WSGI entry point for gunicorn: ``gunicorn api.wsgi:app``."""
 
-import logging
-
 from api import create_app
+from common import logs
+from common.config import Settings
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logs.configure(Settings.from_env(), "api")
 app = create_app()

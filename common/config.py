@@ -104,12 +104,27 @@ class Settings:
     """Seconds the API tries to reach the broker before answering 503."""
     sentence_pause: float = 0.25
     """Seconds of silence between sentences of a long text."""
+    log_format: str = "json"
+    """``json`` (one JSON object per line, for log collectors) or ``text`` (for a terminal;
+    what ``make run`` uses unless this is set)."""
+    log_level: str = "INFO"
+    """Lowest level logged: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``. Users' text is logged
+    at no level above DEBUG."""
     host: str = "127.0.0.1"
     """Address ``make run`` binds the API to."""
     port: int = 8000
     """Port ``make run`` binds the API to."""
 
     def __post_init__(self) -> None:
+        if self.log_format not in {"json", "text"}:
+            raise ValueError(
+                f"{PREFIX}LOG_FORMAT={self.log_format!r} is not valid: use json or text"
+            )
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(
+                f"{PREFIX}LOG_LEVEL={self.log_level!r} is not valid: use DEBUG, INFO, WARNING, "
+                "ERROR or CRITICAL"
+            )
         if not 1 <= self.signed_url_ttl <= MAX_SIGNED_URL_TTL:
             raise ValueError(
                 f"{PREFIX}SIGNED_URL_TTL={self.signed_url_ttl} is not valid: use 1 to "

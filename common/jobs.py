@@ -18,6 +18,9 @@ from common.normalize import NORMALIZER_VERSION, canonical
 from common.storage import audio_key
 
 TASK_NAME = "moksori.synthesize"
+REQUEST_ID_HEADER = "x_request_id"
+"""The task message header carrying the API request's id (its ``X-Request-ID``) to the worker,
+whose log lines for the job then name it."""
 QUEUED = "QUEUED"
 """A custom Celery state the API stores *before* publishing, so an unknown job id (PENDING,
 Celery's answer for anything it has never heard of) can be told apart from a queued one."""

@@ -18,9 +18,10 @@ def worker_argv(hostname: str) -> list[str]:
 
 
 def api_argv(host: str, port: int) -> list[str]:
-    """gunicorn with threads, so requests that ?wait do not block each other."""
+    """gunicorn with threads, so requests that ?wait do not block each other; its lines go
+    through the service's log format and the API logs each request itself (no access log)."""
     return [
         sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"{host}:{port}",
-        "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--access-logfile", "-",
-        "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+        "--worker-class", "gthread", "--workers", "2", "--threads", "16",
+        "--logger-class", "common.logs.GunicornLogger",
     ]  # fmt: skip

@@ -3,11 +3,16 @@
 It checks what would otherwise fail with a traceback (port taken, no voices), starts gunicorn and
 a Celery worker, prefixes their output with their names, restarts a process that dies (with
 backoff), and on Ctrl-C or SIGTERM stops everything it started, children included.
+
+A person reads this terminal, so its lines are text unless ``MOKSORI_LOG_FORMAT`` says
+otherwise; with ``json`` every line it prints is one JSON object (the children's as they wrote
+them, anything else they print wrapped in one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -19,11 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-from common.config import Settings
+from common import logs
+from common.config import PREFIX, Settings
 from launcher import api_argv, worker_argv
 from voice_model.repository import scan
 
 _LOGGER = logging.getLogger("launcher")
+LOG_FORMAT_VAR = f"{PREFIX}LOG_FORMAT"
 STOP_TIMEOUT_S = 20.0
 _OUTPUT_LOCK = threading.Lock()
 
@@ -48,7 +55,9 @@ class Child:
             start_new_session=True,  # its own process group, so its children can be stopped too
         )
         self.started_at = time.monotonic()
-        self.pump = threading.Thread(target=_pump, args=(self.name, self.proc.stdout), daemon=True)
+        self.pump = threading.Thread(
+            target=_pump, args=(self.name, self.proc.stdout, _json_output()), daemon=True
+        )
         self.pump.start()
         _LOGGER.info("started %s (pid %d)", self.name, self.proc.pid)
 
@@ -74,15 +83,31 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _pump(name: str, stream: IO[bytes] | None) -> None:
-    """Copy a child's output to ours, one prefixed line at a time."""
+def _json_output() -> bool:
+    return os.environ.get(LOG_FORMAT_VAR) == "json"
+
+
+def _pump(name: str, stream: IO[bytes] | None, as_json: bool = False) -> None:
+    """Copy a child's output to ours, one prefixed line at a time; in JSON, its JSON lines as
+    they are and anything else (a crash before its logging started) wrapped in one."""
     if stream is None:
         return
+    stray = logging.getLogger(f"launcher.{name}")
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace").rstrip("\n")
+        if as_json and not _is_json_object(line):
+            stray.warning("%s", line)
+            continue
         with _OUTPUT_LOCK:
-            sys.stdout.write(f"{name:>6} | {line}\n")
+            sys.stdout.write(f"{line}\n" if as_json else f"{name:>6} | {line}\n")
             sys.stdout.flush()
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -141,12 +166,19 @@ def supervise(children: list[Child], stop: threading.Event) -> None:
 
 
 def main() -> int:
+    if not os.environ.get(LOG_FORMAT_VAR):
+        os.environ[LOG_FORMAT_VAR] = "text"  # for this terminal; the children inherit it
     logging.basicConfig(level=logging.INFO, format="launcher | %(message)s", stream=sys.stdout)
     try:
         settings = Settings.from_env()
     except ValueError as exc:
         _LOGGER.error("%s", exc)
         return 2
+    if settings.log_format == "json":
+        logging.getLogger().handlers.clear()
+        logs.configure(settings, "launcher", stream=sys.stdout)
+    else:
+        logging.getLogger().setLevel(settings.log_level.upper())
     problem = port_problem(settings.host, settings.port)
     if problem:
         _LOGGER.error("%s", problem)

@@ -4,6 +4,7 @@ job still gets its own result."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -70,3 +71,9 @@ def test_burst_is_synthesized_in_batches(batching_stack: tuple[str, Process]) ->
     sizes = [int(n) for n in re.findall(r"batch of (\d+) job", worker.output())]
     assert sum(sizes) == len(texts)
     assert max(sizes) > 1, sizes
+    # One job line each, whether the job ran as a task or was taken into another's batch.
+    job_lines = [
+        json.loads(line) for line in worker.output().splitlines() if '"worker.job"' in line
+    ]
+    assert sorted(r["job_id"] for r in job_lines) == sorted(b["job_id"] for b in bodies)
+    assert all(r["outcome"] == "done" and r["request_id"] for r in job_lines), job_lines

@@ -14,13 +14,15 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from celery import Celery
 from kombu import Message
 
-from common.jobs import TASK_NAME, SynthesisResult, queue_declaration
+from common import logs
+from common.jobs import REQUEST_ID_HEADER, TASK_NAME, SynthesisResult, queue_declaration
 from common.storage import StorageError
+from worker.joblog import JOB_LOGGER, job_fields, job_outcome
 
 _LOGGER = logging.getLogger(__name__)
 POLL_S = 0.002
@@ -36,6 +38,13 @@ class Taken:
     message: Message
     voice_version: str | None = None
     """The version the API pinned, if the message names one."""
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def request_id(self) -> str | None:
+        """The API request id its message carries, if any."""
+        value = (self.message.headers or {}).get(REQUEST_ID_HEADER)
+        return value if isinstance(value, str) else None
 
 
 @contextmanager
@@ -88,14 +97,27 @@ def _job(message: Message) -> Taken | None:
 
 def report(app: Celery, taken: list[Taken], outcomes: list[SynthesisResult | Exception]) -> None:
     """Store each taken job's result (or failure) and acknowledge it; storage trouble sends the
-    job back to the queue for a later attempt."""
+    job back to the queue for a later attempt. Each job gets its own job line, as a task
+    does (:mod:`worker.joblog`)."""
     for job, outcome in zip(taken, outcomes, strict=True):
-        if isinstance(outcome, StorageError):
-            _LOGGER.warning("job %s back to the queue: %s", job.task_id, outcome)
-            job.message.requeue()
-            continue
-        if isinstance(outcome, Exception):
-            app.backend.mark_as_failure(job.task_id, outcome)
-        else:
-            app.backend.mark_as_done(job.task_id, dict(outcome))
+        with logs.bound(job_id=job.task_id, request_id=job.request_id):
+            _report(app, job, outcome)
+
+
+def _report(app: Celery, job: Taken, outcome: SynthesisResult | Exception) -> None:
+    if isinstance(outcome, StorageError):
+        _LOGGER.warning("job %s back to the queue: %s", job.task_id, outcome)
+        job.message.requeue()
+        state = "RETRY"
+    elif isinstance(outcome, Exception):
+        app.backend.mark_as_failure(job.task_id, outcome)
         job.message.ack()
+        state = "FAILURE"
+    else:
+        app.backend.mark_as_done(job.task_id, dict(outcome))
+        job.message.ack()
+        state = "SUCCESS"
+    kwargs = {"member_id": job.member_id, "text": job.text}
+    JOB_LOGGER.info(
+        "job %s", job_outcome(state), extra=job_fields(kwargs, outcome, state, job.started)
+    )

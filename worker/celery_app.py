@@ -20,10 +20,11 @@ from kombu.exceptions import KombuError
 
 from common.config import Settings
 from common.jobs import make_celery, member_queue, queue_declaration
-from worker import runtime
+from worker import joblog, runtime
 
 _LOGGER = logging.getLogger(__name__)
 
+joblog.configure_early()
 _SETTINGS = Settings.from_env()
 SERVED_MEMBERS = sorted(runtime.served_repository(_SETTINGS).voices)
 
