@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from celery import Celery
 from kombu import Message
 
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.jobs import TASK_NAME, SynthesisResult, queue_declaration
 from common.storage import StorageError
 
@@ -34,6 +35,13 @@ class Taken:
     member_id: int
     text: str
     message: Message
+    fmt: str = DEFAULT_FORMAT
+    speed: float = DEFAULT_SPEED
+
+    @property
+    def job(self) -> tuple[int, str, str, float]:
+        """Its :class:`worker.synthesis.SpeechJob` fields."""
+        return (self.member_id, self.text, self.fmt, self.speed)
 
 
 @contextmanager
@@ -72,7 +80,18 @@ def _job(message: Message) -> Taken | None:
         return None
     try:
         _args, kwargs, _embed = message.decode()
-        return Taken(str(headers["id"]), int(kwargs["member_id"]), str(kwargs["text"]), message)
+        fmt = kwargs.get("format", DEFAULT_FORMAT)
+        speed = float(kwargs.get("speed", DEFAULT_SPEED))
+        if fmt not in FORMATS or not MIN_SPEED <= speed <= MAX_SPEED:
+            return None  # the task itself refuses it, with its reason
+        return Taken(
+            str(headers["id"]),
+            int(kwargs["member_id"]),
+            str(kwargs["text"]),
+            message,
+            fmt,
+            speed,
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
