@@ -23,6 +23,9 @@ QUEUED = "QUEUED"
 """A custom Celery state the API stores *before* publishing, so an unknown job id (PENDING,
 Celery's answer for anything it has never heard of) can be told apart from a queued one."""
 
+UNSPEAKABLE = "The text has nothing this voice can pronounce."
+"""Why a job whose text normalizes to nothing fails: the client's input, not a server fault."""
+
 _STATUS = {
     QUEUED: "queued",
     "RECEIVED": "queued",

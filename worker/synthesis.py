@@ -21,7 +21,7 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, output_rate
-from common.jobs import SynthesisResult, speech_key
+from common.jobs import UNSPEAKABLE, SynthesisResult, speech_key
 from common.normalize import Normalizer
 from common.storage import GCSStorage, LocalStorage
 from worker.voices import LoadedVoice, VoiceBank
@@ -37,7 +37,7 @@ def normalize(normalizer: Normalizer, text: str, voice: LoadedVoice) -> list[str
     """Stage 1: the sentences of ``text`` in the voice's own characters."""
     sentences = normalizer.sentences(text, voice.spec.characters)
     if not sentences:
-        raise SynthesisError("The text has nothing this voice can pronounce.")
+        raise SynthesisError(UNSPEAKABLE)
     return sentences
 
 
