@@ -51,7 +51,9 @@ class SpeechRequest(BaseModel):
         description="A member's id (integer or digits) or name (case-insensitive)."
     )
     response_format: SpeechFormat = Field(default="mp3", description="The audio format.")
-    speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED, description="Speaking rate.")
+    speed: float = Field(
+        default=1.0, ge=MIN_SPEED, le=MAX_SPEED, strict=True, description="Speaking rate."
+    )
     stream_format: Literal["audio"] | None = Field(
         default=None, description="Only `audio` (the whole file in the body); `sse` is refused."
     )
