@@ -294,21 +294,21 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
             400,
             "missing_required_parameter",
             "input",
-        ),  # noqa: E501
+        ),
         (
             '{"input": "안녕", "voice": "5"}',
             "application/json",
             400,
             "missing_required_parameter",
             "model",
-        ),  # noqa: E501
+        ),
         (
             '{"model": "tts-1", "voice": "5", "input": "안녕"}',
             "text/plain",
             415,
             "unsupported_media_type",
             None,
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_malformed_bodies_over_plain_http(
