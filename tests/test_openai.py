@@ -23,7 +23,7 @@ import soundfile
 
 from common.normalize import Normalizer
 from common.storage import LocalStorage
-from tests import voice_factory
+from tests import report, voice_factory
 from tests.conftest import Stack, base_env, running_stack
 from voice_model.repository import scan
 from worker.synthesis import Pipeline, encode_audio, speaking_rate
@@ -274,6 +274,15 @@ def test_bad_input_is_a_400_in_openai_shape(
         speak(client, **fields)
     error = error_of(caught.value)
     assert (error["param"], error["code"]) == (param, code), error
+    shown = {
+        k: (v if len(str(v)) <= 20 else f"{str(v)[:3]}… ({len(v)} chars)")
+        for k, v in fields.items()
+    }
+    report.record(
+        "OpenAI API",
+        f"`POST /v1/audio/speech` with {json.dumps(shown, ensure_ascii=False)}",
+        f"400 `{code}`, `param` `{param}` (openai.BadRequestError)",
+    )
 
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
@@ -281,6 +290,11 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
         speak(client, model="whisper-1", input="안녕")
     error = error_of(caught.value)
     assert (error["param"], error["code"]) == ("model", "model_not_found")
+    report.record(
+        "OpenAI API",
+        "`POST /v1/audio/speech` with model `whisper-1`",
+        "404 `model_not_found` (openai.NotFoundError)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -330,6 +344,11 @@ def test_malformed_bodies_over_plain_http(
     )
     assert wrong_method.status_code == 405
     assert set(wrong_method.json()["error"]) == {"message", "type", "param", "code"}
+    report.record(
+        "OpenAI API",
+        f"`POST /v1/audio/speech`, `{content_type}` body `{body[:40]}`",
+        f"{status} `{code}` in OpenAI's error shape",
+    )
 
 
 def test_api_keys_apply(stack: Stack) -> None:
