@@ -23,8 +23,10 @@ import soundfile
 
 from common.normalize import Normalizer
 from common.storage import LocalStorage
+from launcher.processes import start_api
 from tests import report, voice_factory
 from tests.conftest import Stack, base_env, running_stack
+from tests.test_api import build_app
 from voice_model.repository import scan
 from worker.synthesis import Pipeline, encode_audio, speaking_rate
 from worker.voices import load_bank
@@ -389,6 +391,70 @@ def test_openapi_lists_the_speech_call(stack: Stack) -> None:
     body = spec["components"]["schemas"]["SpeechRequest"]
     assert body["properties"]["response_format"]["default"] == "mp3"
     assert json.dumps(body["properties"]["speed"]).count("0.25") == 1
+
+
+def test_timeout_is_504_and_a_retry_gets_the_audio(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An API that waits only 1 ms answers a new text with 504 `timeout` (OpenAI's
+    InternalServerError) while the job goes on; the same request once it is done is the stored
+    audio, with no second synthesis."""
+    env = {**stack.env, "MOKSORI_SPEECH_TIMEOUT": "0.001"}
+    api, base = start_api(env, tmp_path_factory.mktemp("impatient-api"))
+    try:
+        impatient = openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0)
+        text = "기다리지 않는 문장입니다"
+        before = syntheses(stack)
+        with impatient, pytest.raises(openai.InternalServerError) as caught:
+            speak(impatient, input=text, response_format="opus")
+        assert caught.value.status_code == 504
+        error = caught.value.response.json()["error"]
+        assert (error["code"], error["type"]) == ("timeout", "server_error")
+        assert caught.value.response.headers["Retry-After"]
+        deadline = time.monotonic() + 30
+        while syntheses(stack) == before and time.monotonic() < deadline:  # the job goes on
+            time.sleep(0.05)
+        with openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0) as retry:
+            again = speak(retry, input=text, response_format="opus")
+        assert again.headers["X-Moksori-Cached"] == "true"
+        assert again.read().startswith(b"OggS")
+        assert syntheses(stack) == before + 1
+    finally:
+        api.stop()
+    report.record(
+        "OpenAI API",
+        "`POST /v1/audio/speech` not done within MOKSORI_SPEECH_TIMEOUT (1 ms)",
+        "504 `timeout` with Retry-After; the job finished, and the retry got the stored audio "
+        "(no second synthesis)",
+        1,
+        0,
+    )
+
+
+def test_rate_limit_and_cors_cover_v1(
+    services: None, voices: Path, tmp_path: Path, queue_name: str
+) -> None:
+    """/v1 counts toward MOKSORI_RATE_LIMIT (a 429 in OpenAI's shape, rate_limit_error, with
+    Retry-After) and browsers on allowed origins may call it."""
+    app = build_app(voices, tmp_path, queue=queue_name, rate_limit="2/minute")
+    client = app.test_client()
+    origin = "http://localhost:3000"
+    preflight = client.options(
+        "/v1/audio/speech",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    body = {"model": "tts-1", "voice": "alloy", "input": "안녕"}
+    assert [client.post("/v1/audio/speech", json=body).status_code for _ in range(2)] == [400] * 2
+    refused = client.post("/v1/audio/speech", json=body)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    error = refused.get_json()["error"]
+    assert (error["code"], error["type"], error["param"]) == (
+        "rate_limited",
+        "rate_limit_error",
+        None,
+    )
+    app.extensions["moksori"].celery.close()
 
 
 # In-process: the pipeline itself.
