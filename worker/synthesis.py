@@ -54,7 +54,9 @@ class SpeechJob(NamedTuple):
 def speaking_rate(voice: LoadedVoice, speed: float) -> Iterator[None]:
     """Glow-TTS at ``speed`` for the duration of the block: its ``length_scale`` (a multiplier
     of every predicted duration) becomes the voice's own divided by ``speed``, and is put back
-    afterwards, whatever happens, so the next job in this process speaks at its own rate."""
+    afterwards, whatever happens, so the next job in this process speaks at its own rate. A
+    pool process runs one job at a time (prefork or solo), so no other synthesis sees it; a
+    threaded pool would need a lock here."""
     if speed == DEFAULT_SPEED:
         yield
         return
