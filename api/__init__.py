@@ -14,7 +14,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, health, jobs, limits, media, members, openapi, requestlog, web
+from api import auth, errors, health, jobs, limits, media, members, openapi, requestlog, speech, web
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
@@ -52,7 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     CORS(
         app,
-        resources={r"/api/*": {}, r"/media/*": {}},
+        resources={r"/api/*": {}, r"/media/*": {}, r"/v1/*": {}},
         origins=list(settings.cors_origins),
         expose_headers=["Location", "Content-Range", "Accept-Ranges", "ETag", requestlog.HEADER],
         max_age=600,
@@ -63,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(speech.bp)
     if isinstance(service.storage, LocalStorage):
         app.register_blueprint(media.bp)
     app.register_blueprint(openapi.bp)

@@ -2,7 +2,8 @@
 
 With keys set, every request to a protected path needs ``Authorization: Bearer <key>``: without
 one it is ``401 unauthorized``, with a wrong one ``401 invalid_api_key``, both with
-``WWW-Authenticate: Bearer``. Protected are ``/api/*`` and, with ``MOKSORI_METRICS_AUTH``,
+``WWW-Authenticate: Bearer``. Protected are ``/api/*``, ``/v1/*`` (the OpenAI-compatible API,
+whose clients send their ``api_key`` this way) and, with ``MOKSORI_METRICS_AUTH``,
 ``/metrics``. Open are ``/healthz`` (probes), CORS preflights (browsers never send credentials on
 an ``OPTIONS`` preflight) and ``/media/*``: its URLs are capability URLs (the object key is the
 SHA-256 of the voice and the text, known only to whoever got the job's answer) and a browser's
@@ -41,7 +42,7 @@ class Guard:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
-        prefixes = ("/api", "/metrics") if settings.metrics_auth else ("/api",)
+        prefixes = ("/api", "/v1", "/metrics") if settings.metrics_auth else ("/api", "/v1")
         return cls(tuple(_digest(key) for key in settings.api_keys), prefixes)
 
     @property

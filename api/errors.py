@@ -1,10 +1,15 @@
-"""One error shape for every failure: ``{"error": {"code": "...", "message": "..."}}``."""
+"""One error shape for every failure: ``{"error": {"code": "...", "message": "..."}}``.
+
+Under ``/v1/`` (the OpenAI-compatible API) the same body also carries OpenAI's ``type`` and
+``param``, so OpenAI's clients read it as their own: ``{"error": {"message", "type", "param",
+"code"}}``, a superset of ours.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 _LOGGER = logging.getLogger(__name__)
@@ -14,17 +19,42 @@ class ApiError(Exception):
     """An error the client should see, with its HTTP status and a stable machine-readable code."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.param = param
+        """The request field at fault (OpenAI's ``param``; shown only under ``/v1/``)."""
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    response = jsonify({"error": {"code": code, "message": message}})
+OPENAI_PREFIX = "/v1/"
+
+
+def openai_type(status: int) -> str:
+    """OpenAI's ``error.type`` for a status: what its own API answers in each case."""
+    if status == 401:
+        return "authentication_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def error_response(status: int, code: str, message: str, param: str | None = None) -> Response:
+    """The error body: ours, or OpenAI's superset of it for a request under ``/v1/``."""
+    error: dict[str, str | None] = {"code": code, "message": message}
+    if has_request_context() and request.path.startswith(OPENAI_PREFIX):
+        error = {"message": message, "type": openai_type(status), "param": param, "code": code}
+    response = jsonify({"error": error})
     response.status_code = status
     return response
 
@@ -57,7 +87,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        response = error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message, exc.param)
         response.headers.update(exc.headers)
         return response
 

@@ -1,4 +1,5 @@
-"""A request rate per client on ``/api/*`` (``MOKSORI_RATE_LIMIT``, through Flask-Limiter).
+"""A request rate per client on ``/api/*`` and ``/v1/*`` (``MOKSORI_RATE_LIMIT``, through
+Flask-Limiter).
 
 The client is :func:`api.auth.client_id`: its API key when it presented a valid one, else its
 address. Counters live in ``MOKSORI_RATE_LIMIT_STORAGE``: ``memory://`` counts per process (each
@@ -34,9 +35,10 @@ OFF = {"", "off", "none", "0"}
 
 
 def _not_limited() -> bool:
-    """Requests outside /api/*, and CORS preflights, are never counted."""
+    """Requests outside /api/* and /v1/*, and CORS preflights, are never counted."""
     path = request.path
-    return request.method == "OPTIONS" or not (path == "/api" or path.startswith("/api/"))
+    counted = any(path == p or path.startswith(p + "/") for p in ("/api", "/v1"))
+    return request.method == "OPTIONS" or not counted
 
 
 def rate_limit(settings: Settings) -> str | None:

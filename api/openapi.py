@@ -13,8 +13,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from api.speech import MODELS, SpeechRequest
 from api.validation import MAX_WAIT_S
 from api.web import ASSETS  # the page's files and types: the spec lists exactly those
+from common.audio_formats import FORMATS
 from common.config import Settings
 
 API_VERSION = "1.0.0"
@@ -41,6 +43,16 @@ def _error(description: str, *codes: str, headers: dict[str, Any] | None = None)
     }
     if headers:
         response["headers"] = headers
+    return response
+
+
+_OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
+
+
+def _openai_error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
+    """A response in OpenAI's error shape (under ``/v1/``), listing its ``error.code`` values."""
+    response = _error(description, *codes, headers=headers)
+    response["content"][JSON]["schema"]["allOf"][0] = _OPENAI_ERROR
     return response
 
 
@@ -179,6 +191,29 @@ def _schemas(max_text_length: int) -> dict[str, Any]:
                 }
             ],
         },
+        "OpenAIError": _object(
+            {
+                "error": _object(
+                    {
+                        "message": {"type": "string", "minLength": 1},
+                        "type": {
+                            "enum": [
+                                "invalid_request_error",
+                                "authentication_error",
+                                "rate_limit_error",
+                                "server_error",
+                            ]
+                        },
+                        "param": {
+                            "type": ["string", "null"],
+                            "description": "The request field at fault, if one is.",
+                        },
+                        "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                    }
+                )
+            }
+        ),
+        "SpeechRequest": _speech_request(max_text_length),
         "TextQueued": _object(
             {
                 **job,
@@ -225,6 +260,90 @@ def _schemas(max_text_length: int) -> dict[str, Any]:
                 }
             }
         ),
+    }
+
+
+def _speech_request(max_text_length: int) -> dict[str, Any]:
+    """The pydantic model's own JSON Schema, with this deployment's text limit."""
+    schema = SpeechRequest.model_json_schema()
+    schema["properties"]["input"].update(minLength=1, maxLength=max_text_length, pattern=r"\S")
+    schema["properties"]["model"]["examples"] = list(MODELS)
+    schema["examples"] = [{"model": "tts-1", "voice": "1", "input": "안녕하세요!"}]
+    return schema
+
+
+def _post_speech(max_content_length: int) -> dict[str, Any]:
+    audio = {
+        fmt.content_type: {"schema": {"type": "string", "contentMediaType": fmt.content_type}}
+        for fmt in FORMATS.values()
+    }
+    return {
+        "operationId": "createSpeech",
+        "summary": "OpenAI-compatible text to speech: the audio itself",
+        "description": "Goes through the same queue, cache and storage as `POST /api/texts`, "
+        "waits for the job (`MOKSORI_SPEECH_TIMEOUT`) and answers with the audio's bytes. "
+        "Errors are OpenAI's shape, `{error: {message, type, param, code}}`.",
+        "security": [{}, {"bearerAuth": []}],
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/SpeechRequest"}}},
+        },
+        "responses": {
+            "200": {
+                "description": "The audio: wav, mp3 and flac at the voice's rate, opus (in Ogg) "
+                "and pcm (raw 16-bit little-endian mono) at 24 kHz.",
+                "headers": {
+                    "X-Sample-Rate": {
+                        "description": "The audio's sample rate in Hz.",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    }
+                },
+                "content": audio,
+            },
+            "400": _openai_error(
+                "Not JSON or not an object, a field missing or malformed, an unknown voice or "
+                "format, a speed outside 0.25-4, or an `input` that is blank, too long or has "
+                "nothing to pronounce",
+                "invalid_json",
+                "missing_required_parameter",
+                "invalid_value",
+                "unsupported_format",
+                "invalid_speed",
+                "unknown_voice",
+                "missing_text",
+                "invalid_text",
+                "empty_text",
+                "text_too_long",
+                "unspeakable_text",
+            ),
+            "401": _openai_error("A missing or wrong API key", "unauthorized", "invalid_api_key"),
+            "404": _openai_error("A model name this server does not accept", "model_not_found"),
+            "413": _openai_error(
+                f"The body is over {max_content_length} bytes", "request_entity_too_large"
+            ),
+            "414": _URI_TOO_LONG,
+            "415": _openai_error("The body is not `application/json`", "unsupported_media_type"),
+            "429": _openai_error(
+                "Too many requests, or too many of this client's jobs queued",
+                "rate_limited",
+                "too_many_queued_jobs",
+                headers=_RETRY_AFTER,
+            ),
+            "500": _openai_error("The synthesis failed", "synthesis_failed"),
+            "503": _openai_error(
+                "No worker serves the member, or the queue or storage is unreachable",
+                "member_unavailable",
+                "service_unavailable",
+                headers=_RETRY_AFTER,
+            ),
+            "504": _openai_error(
+                "Not ready within `MOKSORI_SPEECH_TIMEOUT`: the job goes on, and the same "
+                "request again joins it",
+                "timeout",
+                headers=_RETRY_AFTER,
+            ),
+        },
     }
 
 
@@ -340,6 +459,7 @@ def _paths(max_content_length: int, media: bool) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/audio/speech": {"post": _post_speech(max_content_length)},
         "/api/members": {
             "get": {
                 "operationId": "listMembers",

@@ -18,6 +18,7 @@ from api.inflight import Inflight, open_inflight
 from api.quota import Quota, open_quota
 from api.validation import TextRequest
 from common import logs
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED
 from common.config import Settings
 from common.jobs import (
     QUEUED,
@@ -72,6 +73,8 @@ class Submission:
     job_id: str
     cached: bool = False
     view: dict[str, Any] | None = None
+    key: str = ""
+    """The storage key the job's audio has (or will have)."""
 
 
 @dataclass
@@ -139,7 +142,14 @@ class JobService:
                 "unspeakable_text",
                 "text has nothing this voice can pronounce (no Korean, Latin letters or numbers).",
             )
-        key = speech_key(req.member_id, voice.version, req.text, self.settings.sentence_pause)
+        key = speech_key(
+            req.member_id,
+            voice.version,
+            req.text,
+            self.settings.sentence_pause,
+            req.format,
+            req.speed,
+        )
         stored = self._lookup(key)
         if stored is not None:
             return self._from_cache(req, voice, stored, base_url)
@@ -169,12 +179,17 @@ class JobService:
             return self._from_cache(req, voice, leader, base_url)
         if leader is not None:
             _LOGGER.info("job %s joins job %s for member %s", job_id, leader, req.member_id)
-            return Submission(job_id=leader)
+            return Submission(job_id=leader, key=key)
         message = JobMessage(
             member_id=req.member_id, text=req.text, uuid=req.uuid, created_at=req.created_at
         )
         message["voice_version"] = voice.version  # the job runs on the version its key names
         request_id = logs.current("request_id")
+        # Only when asked for: a worker that predates these fields still runs every WAV job.
+        if req.format != DEFAULT_FORMAT:
+            message["format"] = req.format
+        if req.speed != DEFAULT_SPEED:
+            message["speed"] = req.speed
         try:
             self.celery.send_task(
                 TASK_NAME,
@@ -190,7 +205,7 @@ class JobService:
             self._give_back(client, job_id)
             raise _unavailable("broker", exc) from exc
         _LOGGER.info("job %s queued for member %s", job_id, req.member_id)
-        return Submission(job_id=job_id)
+        return Submission(job_id=job_id, key=key)
 
     def _lookup(self, key: str) -> StoredAudio | None:
         try:
@@ -221,7 +236,7 @@ class JobService:
         _LOGGER.info("job %s for member %s served from the cache", job_id, req.member_id)
         view = {"job_id": job_id, "status": "done", "url": self._url(stored.key, base_url)}
         view["duration_s"] = stored.duration_s
-        return Submission(job_id=job_id, cached=True, view=view)
+        return Submission(job_id=job_id, cached=True, view=view, key=stored.key)
 
     def _require_worker(self, member_id: int) -> None:
         try:
@@ -311,6 +326,34 @@ class JobService:
         elif status == "failed":
             view["error"] = _describe(result)
         return view
+
+    def outcome(self, job_id: str) -> tuple[str | None, str | None, str | None]:
+        """A job's public status, its result's storage key when done, and why it failed."""
+        try:
+            meta = self.celery.backend.get_task_meta(job_id)
+        except UNAVAILABLE as exc:
+            raise _unavailable("result backend", exc) from exc
+        status = job_status(meta.get("status", "PENDING"))
+        result = meta.get("result")
+        if status == "done":
+            key = result.get("key") if isinstance(result, dict) else None
+            return status, key if isinstance(key, str) else None, None
+        if status == "failed":
+            return status, None, _describe(result)
+        return status, None, None
+
+    def read(self, key: str) -> bytes | None:
+        """The stored object's bytes (None when it is gone); 503 when storage fails."""
+        try:
+            return self.storage.read(key)
+        except StorageError as exc:
+            _LOGGER.warning("cannot read %s: %s", key, exc)
+            raise ApiError(
+                503,
+                "service_unavailable",
+                "The audio cannot be read from storage right now; try again shortly.",
+                headers={"Retry-After": "5"},
+            ) from exc
 
     def _url(self, key: str, base_url: str) -> str:
         """A URL for ``key`` made now (signed afresh for a private bucket; results store only

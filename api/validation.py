@@ -11,6 +11,7 @@ from typing import Any
 from flask import Request
 
 from api.errors import ApiError
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED
 
 MAX_WAIT_S = 60
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -24,6 +25,10 @@ class TextRequest:
     text: str
     uuid: str
     created_at: str
+    format: str = DEFAULT_FORMAT
+    """Output format (``/v1/audio/speech`` only; ``/api/texts`` always makes a WAV)."""
+    speed: float = DEFAULT_SPEED
+    """Speaking rate (``/v1/audio/speech`` only)."""
 
 
 def json_body(request: Request) -> dict[str, Any]:
@@ -55,7 +60,8 @@ def _member_id(value: Any) -> int:
     return value
 
 
-def _text(value: Any, max_length: int) -> str:
+def check_text(value: Any, max_length: int) -> str:
+    """A text to say: a non-blank string of valid Unicode, at most ``max_length`` characters."""
     if value is None:
         raise ApiError(422, "missing_text", "text is required.")
     if not isinstance(value, str):
@@ -102,7 +108,7 @@ def parse_text_request(payload: dict[str, Any], max_length: int) -> TextRequest:
         raise ApiError(422, "missing_member_id", "member_id is required.")
     return TextRequest(
         member_id=_member_id(payload["member_id"]),
-        text=_text(payload.get("text"), max_length),
+        text=check_text(payload.get("text"), max_length),
         uuid=_uuid(payload.get("uuid")),
         created_at=_created_at(payload.get("created_at")),
     )

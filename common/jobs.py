@@ -13,6 +13,7 @@ from typing import Any, NotRequired, TypedDict
 from celery import Celery
 from kombu import Exchange, Queue
 
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED
 from common.config import Settings
 from common.normalize import NORMALIZER_VERSION, canonical
 from common.storage import audio_key
@@ -24,6 +25,9 @@ whose log lines for the job then name it."""
 QUEUED = "QUEUED"
 """A custom Celery state the API stores *before* publishing, so an unknown job id (PENDING,
 Celery's answer for anything it has never heard of) can be told apart from a queued one."""
+
+UNSPEAKABLE = "The text has nothing this voice can pronounce."
+"""Why a job whose text normalizes to nothing fails: the client's input, not a server fault."""
 
 _STATUS = {
     QUEUED: "queued",
@@ -43,7 +47,9 @@ class SynthesisResult(TypedDict):
     url: str
     """Where the object is (``gs://bucket/...`` or ``/media/...``), not a URL to hand out: the
     API makes that from ``key`` at each read, signed afresh for a private bucket."""
-    duration_s: float
+    duration_s: float | None
+    """Seconds of audio (None for a non-WAV object found already stored locally: its length is
+    not read back)."""
     sample_rate: int
     member_id: int
     voice_version: str
@@ -64,6 +70,12 @@ class JobMessage(TypedDict):
     voice_version: NotRequired[str | None]
     """The voice version the API pinned (the one its cache key names); absent or null: the
     version the worker serves when it takes the job."""
+    format: NotRequired[str]
+    """Output format (:data:`common.audio_formats.FORMATS`); absent: ``wav``. Sent only when not
+    ``wav``, so a worker that predates the field still runs every ``/api/texts`` job."""
+    speed: NotRequired[float]
+    """Speaking rate, 0.25 to 4.0 (Glow-TTS's ``length_scale`` is ``1 / speed``); absent: 1.0.
+    Sent only when not 1.0."""
 
 
 def member_queue(prefix: str, member_id: int) -> str:
@@ -77,14 +89,26 @@ def queue_declaration(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
 
 
-def speech_key(member_id: int, voice_version: str, text: str, pause_s: float) -> str:
-    """The cache key of one rendering: member, voice version, normalizer version, pause and the
-    canonical text. Anything that changes the audio changes the key, and the API computes it
-    without g2pK (so it stays light and answers repeats in a few milliseconds)."""
-    identity = "\x00".join(
-        (f"normalizer={NORMALIZER_VERSION}", f"pause={pause_s:g}", canonical(text))
-    )
-    return audio_key(member_id, voice_version, identity)
+def speech_key(
+    member_id: int,
+    voice_version: str,
+    text: str,
+    pause_s: float,
+    fmt: str = DEFAULT_FORMAT,
+    speed: float = DEFAULT_SPEED,
+) -> str:
+    """The cache key of one rendering: member, voice version, normalizer version, pause, output
+    format, speed and the canonical text. Anything that changes the audio changes the key, and the
+    API computes it without g2pK (so it stays light and answers repeats in a few milliseconds).
+    A WAV at speed 1.0 keeps the key it had before formats and speeds existed, so objects
+    stored then are still found."""
+    parts = [f"normalizer={NORMALIZER_VERSION}", f"pause={pause_s:g}"]
+    if fmt != DEFAULT_FORMAT:
+        parts.append(f"format={fmt}")
+    if speed != DEFAULT_SPEED:
+        parts.append(f"speed={speed:g}")
+    identity = "\x00".join((*parts, canonical(text)))
+    return audio_key(member_id, voice_version, identity, fmt)
 
 
 def redis_client(backend: Any) -> Any | None:

@@ -28,7 +28,11 @@ from common.config import MAX_SIGNED_URL_TTL
 _LOGGER = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$")
-"""Every key :func:`audio_key` builds (the version never starts with a dot: no ``.``/``..``)."""
+"""Every WAV key :func:`audio_key` builds (the version never starts with a dot: no ``.``/``..``)."""
+_AUDIO_KEY_RE = re.compile(
+    r"^(wav|mp3|flac|opus|pcm)/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.\1$"
+)
+"""Every key :func:`audio_key` builds, in any format (``/v1/audio/speech``'s included)."""
 _VERSION_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _NAME_MAX, _PATH_MAX = 255, 4096  # bytes, as Linux and macOS file systems count them
 
@@ -37,19 +41,26 @@ class StorageError(RuntimeError):
     """Storage could not be reached or refused the operation."""
 
 
-def audio_key(member_id: int, voice_version: str, normalized_text: str) -> str:
-    """The object key for one member's rendering of one normalized text."""
+def audio_key(member_id: int, voice_version: str, normalized_text: str, fmt: str = "wav") -> str:
+    """The object key for one member's rendering of one normalized text in format ``fmt``
+    (a name from :data:`common.audio_formats.FORMATS`, never a client's string)."""
     version = _VERSION_RE.sub("-", voice_version).strip(".-") or "0"
     digest = hashlib.sha256(normalized_text.encode("utf-8")).hexdigest()
-    key = f"wav/{int(member_id)}/{version}/{digest}.wav"
-    if not is_key(key):  # a negative member id: the API never lets one through
+    key = f"{fmt}/{int(member_id)}/{version}/{digest}.{fmt}"
+    if not is_audio_key(key):  # a negative member id: the API never lets one through
         raise ValueError(f"refusing to build key {key!r}")
     return key
 
 
 def is_key(key: str) -> bool:
-    """Whether ``key`` has the shape of a key :func:`audio_key` builds."""
+    """Whether ``key`` has the shape of a WAV key :func:`audio_key` builds (what ``/media``
+    serves)."""
     return _KEY_RE.fullmatch(key) is not None
+
+
+def is_audio_key(key: str) -> bool:
+    """Whether ``key`` has the shape of any key :func:`audio_key` builds, in any format."""
+    return _AUDIO_KEY_RE.fullmatch(key) is not None
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class Storage(Protocol):
 
     def lookup(self, key: str) -> StoredAudio | None:
         """The stored object under ``key``, or None when there is none (deleted or never made)."""
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or None when there is none."""
 
     def url(self, key: str, base_url: str = "") -> str:
         """A URL a browser can fetch ``key`` from (``base_url``: the API's, for local files).
@@ -142,6 +156,8 @@ class LocalStorage:
         path = self.path_for(key)
         if path is None:
             return None
+        if not key.endswith(".wav"):  # other formats: no header read here (no decoder in the API)
+            return StoredAudio(key, None) if path.is_file() else None
         try:
             with wave.open(str(path), "rb") as wav:
                 duration = wav.getnframes() / wav.getframerate()
@@ -150,6 +166,17 @@ class LocalStorage:
         except (OSError, EOFError, wave.Error, ZeroDivisionError):
             return StoredAudio(key, None) if path.is_file() else None
         return StoredAudio(key, round(duration, 3))
+
+    def read(self, key: str) -> bytes | None:
+        path = self.path_for(key)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"read of {key} failed: {exc}") from exc
 
     def url(self, key: str, base_url: str = "") -> str:
         return f"{base_url.rstrip('/')}{self.location(key)}"
@@ -212,7 +239,7 @@ class GCSStorage:
     def _name(self, key: str) -> str:
         """The object name of ``key``: always under the prefix (keys are checked, so no ``..``
         segment can climb out of it once a browser normalizes the URL's path)."""
-        if not is_key(key):
+        if not is_audio_key(key):
             raise ValueError(f"not a storage key: {key!r}")
         return f"{self.prefix}/{key}" if self.prefix else key
 
@@ -260,6 +287,17 @@ class GCSStorage:
         except ValueError:
             duration = None
         return StoredAudio(key, duration)
+
+    def read(self, key: str) -> bytes | None:
+        from google.api_core import exceptions
+
+        blob = self._bucket.blob(self._name(key))
+        try:
+            return blob.download_as_bytes(retry=self._retry, timeout=self._timeout)
+        except exceptions.NotFound:
+            return None
+        except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
+            raise StorageError(f"read of {key} failed: {exc}") from exc
 
     def url(self, key: str, base_url: str = "") -> str:
         """A public URL, or a V4 signed GET URL made now and valid for ``signed_url_ttl``."""

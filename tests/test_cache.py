@@ -79,3 +79,22 @@ def test_local_entries_expire() -> None:
     registry = LocalInflight(ttl_s=0)
     registry.claim("k", "a")
     assert registry.claim("k", "b") is None
+
+
+def test_wav_at_speed_one_keeps_its_key_and_formats_and_speeds_have_their_own() -> None:
+    """Objects stored before formats and speeds existed are still found: a WAV at 1.0 has the
+    key it always had; every other format or speed is a key of its own."""
+    from common.normalize import NORMALIZER_VERSION, canonical
+    from common.storage import audio_key
+
+    identity = "\x00".join((f"normalizer={NORMALIZER_VERSION}", "pause=0.25", canonical(TEXT)))
+    before = audio_key(1, "v1", identity)
+    assert jobs.speech_key(1, "v1", TEXT, 0.25) == before
+    assert jobs.speech_key(1, "v1", TEXT, 0.25, "wav", 1.0) == before
+    keys = {
+        jobs.speech_key(1, "v1", TEXT, 0.25, fmt, speed)
+        for fmt in ("wav", "mp3", "flac", "opus", "pcm")
+        for speed in (0.5, 1.0, 2.0)
+    }
+    assert len(keys) == 15 and before in keys
+    assert jobs.speech_key(1, "v1", TEXT, 0.25, "mp3").endswith(".mp3")

@@ -35,7 +35,16 @@ from google.oauth2 import service_account
 from common.config import Settings
 from common.signing import IAM, PUBLIC, IamSigner, signing_mode
 from common.signing import KEY as KEY_SIGNING
-from common.storage import GCSStorage, LocalStorage, StorageError, audio_key, open_storage
+from common.storage import (
+    GCSStorage,
+    LocalStorage,
+    StorageError,
+    StoredAudio,
+    audio_key,
+    is_audio_key,
+    is_key,
+    open_storage,
+)
 from tests import report
 from tests.conftest import SERVICE_ACCOUNT, Process, free_port
 
@@ -336,3 +345,34 @@ def test_metadata_server_refusing_is_a_storage_error(monkeypatch: pytest.MonkeyP
     finally:
         server.shutdown()
         thread.join()
+
+
+MP3_KEY = audio_key(1, "g2500-h300", "안녕하세요", "mp3")
+
+
+def test_other_formats_have_keys_of_their_own(tmp_path: Path) -> None:
+    """A format names its folder and extension; only WAV keys are what /media serves."""
+    assert MP3_KEY.startswith("mp3/1/g2500-h300/") and MP3_KEY.endswith(".mp3")
+    assert is_audio_key(MP3_KEY) and not is_key(MP3_KEY)
+    assert is_audio_key(KEY) and is_key(KEY)
+    assert not is_audio_key(MP3_KEY.replace(".mp3", ".wav"))  # folder and extension agree
+
+
+def test_local_read_and_lookup_of_any_format(tmp_path: Path) -> None:
+    """read() gives the stored bytes (None when absent); a non-WAV object is found by lookup
+    without a duration (its header is not read)."""
+    storage = LocalStorage(tmp_path)
+    assert storage.read(MP3_KEY) is None and storage.lookup(MP3_KEY) is None
+    storage.put(MP3_KEY, b"\xff\xf3mp3 bytes", "audio/mpeg")
+    assert storage.read(MP3_KEY) == b"\xff\xf3mp3 bytes"
+    assert storage.lookup(MP3_KEY) == StoredAudio(MP3_KEY, None)
+    assert storage.read("../outside.mp3") is None
+
+
+def test_gcs_read_of_any_format(gcs_emulator: str, signing_key: Path) -> None:
+    """Against the emulator: read() downloads the object, None when there is none."""
+    storage = open_storage("gs://moksori-test/read")
+    assert storage.read(MP3_KEY) is None
+    storage.put(MP3_KEY, b"\xff\xf3mp3 bytes", "audio/mpeg", 1.5)
+    assert storage.read(MP3_KEY) == b"\xff\xf3mp3 bytes"
+    assert storage.lookup(MP3_KEY) == StoredAudio(MP3_KEY, 1.5)

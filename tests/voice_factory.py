@@ -7,6 +7,7 @@ Glow-TTS inference, the HiFi-GAN generator or Griffin-Lim, and our repository la
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from common.normalize import CONJOINING_JAMO, HANGUL_SYLLABLES, decompose, to_compat
@@ -45,12 +46,15 @@ def glow_tts(
     step: int = 1,
     griffin_lim_iters: int = 10,
     nan_letters: str = "",
+    frames_per_token: float = 0.0,
 ) -> None:
     """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer.
 
     ``griffin_lim_iters`` makes a Griffin-Lim voice as slow as needed; ``nan_letters`` get NaN
     embeddings, so the model fails on any text containing them (as a voice whose weights
-    overflowed in half precision does) and works on the rest."""
+    overflowed in half precision does) and works on the rest. ``frames_per_token`` > 0 makes
+    the duration predictor give every token that many frames (times ``length_scale``), so the
+    speaking rate visibly changes the length (a random one predicts ~0 frames, clamped to 1)."""
     import torch
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
     from TTS.tts.configs.shared_configs import BaseAudioConfig
@@ -78,6 +82,10 @@ def glow_tts(
         },
     )
     model = GlowTTS(config)
+    if frames_per_token > 0:
+        with torch.no_grad():  # duration = exp(proj(x)) - 1, whatever x is
+            model.encoder.duration_predictor.proj.weight.zero_()
+            model.encoder.duration_predictor.proj.bias.fill_(math.log1p(frames_per_token))
     if nan_letters:
         from TTS.tts.utils.text.tokenizer import TTSTokenizer
 

@@ -20,6 +20,7 @@ from celery import Celery
 from kombu import Message
 
 from common import logs
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.jobs import REQUEST_ID_HEADER, TASK_NAME, SynthesisResult, queue_declaration
 from common.storage import StorageError
 from worker.joblog import JOB_LOGGER, job_fields, job_outcome
@@ -38,6 +39,8 @@ class Taken:
     message: Message
     voice_version: str | None = None
     """The version the API pinned, if the message names one."""
+    fmt: str = DEFAULT_FORMAT
+    speed: float = DEFAULT_SPEED
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -45,6 +48,11 @@ class Taken:
         """The API request id its message carries, if any."""
         value = (self.message.headers or {}).get(REQUEST_ID_HEADER)
         return value if isinstance(value, str) else None
+
+    @property
+    def job(self) -> tuple[int, str, str, float, str | None]:
+        """Its :class:`worker.synthesis.SpeechJob` fields."""
+        return (self.member_id, self.text, self.fmt, self.speed, self.voice_version)
 
 
 @contextmanager
@@ -84,12 +92,18 @@ def _job(message: Message) -> Taken | None:
     try:
         _args, kwargs, _embed = message.decode()
         version = kwargs.get("voice_version")
+        fmt = kwargs.get("format", DEFAULT_FORMAT)
+        speed = float(kwargs.get("speed", DEFAULT_SPEED))
+        if fmt not in FORMATS or not MIN_SPEED <= speed <= MAX_SPEED:
+            return None  # the task itself refuses it, with its reason
         return Taken(
             str(headers["id"]),
             int(kwargs["member_id"]),
             str(kwargs["text"]),
             message,
             None if version is None else str(version),
+            fmt,
+            speed,
         )
     except (KeyError, TypeError, ValueError):
         return None

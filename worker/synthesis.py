@@ -1,6 +1,6 @@
 """The synthesis pipeline, in named stages a reader can follow:
 
-``normalize()`` -> ``synthesize()`` -> ``encode_wav()`` -> ``store()``
+``normalize()`` -> ``synthesize()`` -> ``encode_audio()`` -> ``store()``
 
 Plain functions and one small class, testable without a broker; the Celery task only calls
 :meth:`Pipeline.run`.
@@ -12,14 +12,16 @@ import io
 import logging
 import time
 import wave
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
-from common.jobs import SynthesisResult, speech_key
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, output_rate
+from common.jobs import UNSPEAKABLE, SynthesisResult, speech_key
 from common.normalize import Normalizer
 from common.storage import GCSStorage, LocalStorage
 from worker.voices import LoadedVoice, VoiceBank
@@ -38,8 +40,40 @@ def normalize(normalizer: Normalizer, text: str, voice: LoadedVoice) -> list[str
     """Stage 1: the sentences of ``text`` in the voice's own characters."""
     sentences = normalizer.sentences(text, voice.spec.characters)
     if not sentences:
-        raise SynthesisError("The text has nothing this voice can pronounce.")
+        raise SynthesisError(UNSPEAKABLE)
     return sentences
+
+
+class SpeechJob(NamedTuple):
+    """One job as the pipeline runs it; ``(member_id, text)`` alone means a WAV at speed 1.0."""
+
+    member_id: int
+    text: str
+    fmt: str = DEFAULT_FORMAT
+    speed: float = DEFAULT_SPEED
+    version: str | None = None
+    """The voice version the API pinned; None: the version this worker serves now."""
+
+
+@contextmanager
+def speaking_rate(voice: LoadedVoice, speed: float) -> Iterator[None]:
+    """Glow-TTS at ``speed`` for the duration of the block: its ``length_scale`` (a multiplier
+    of every predicted duration) becomes the voice's own divided by ``speed``, and is put back
+    afterwards, whatever happens, so the next job in this process speaks at its own rate. A
+    pool process runs one job at a time (prefork or solo), so no other synthesis sees it; a
+    threaded pool would need a lock here."""
+    if speed == DEFAULT_SPEED:
+        yield
+        return
+    model = voice.synthesizer.tts_model
+    base = getattr(model, "length_scale", None)
+    if base is None:
+        raise SynthesisError("This voice's model cannot change its speaking rate.")
+    model.length_scale = float(base) / speed
+    try:
+        yield
+    finally:
+        model.length_scale = base
 
 
 def synthesize(voice: LoadedVoice, sentences: list[str], pause_s: float) -> np.ndarray:
@@ -185,6 +219,42 @@ def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+# libsndfile's (format, subtype) for each stored format other than WAV and raw PCM.
+_SOUNDFILE = {
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "flac": ("FLAC", "PCM_16"),
+    "opus": ("OGG", "OPUS"),
+}
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, int]:
+    """Stage 3 for any format: the encoded bytes and the rate they are at.
+
+    ``wav`` is :func:`encode_wav` at the voice's rate, exactly as before. The others are
+    peak-normalised the same way, resampled with soxr where the format needs it (``opus`` and
+    ``pcm`` at 24 kHz) and written by libsndfile (``pcm``: raw 16-bit little-endian mono)."""
+    if fmt == DEFAULT_FORMAT:
+        return encode_wav(samples, sample_rate), sample_rate
+    if fmt not in FORMATS:
+        raise SynthesisError(f"Unknown output format {fmt!r}.")
+    rate = output_rate(fmt, sample_rate)
+    if rate != sample_rate and samples.size:
+        import soxr
+
+        samples = soxr.resample(samples, sample_rate, rate).astype(np.float32, copy=False)
+    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0
+    pcm = np.empty(samples.shape, dtype="<i2")
+    np.multiply(samples, 32767 / max(0.01, peak), out=pcm, casting="unsafe")
+    if fmt == "pcm":
+        return pcm.tobytes(), rate
+    import soundfile
+
+    container, subtype = _SOUNDFILE[fmt]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, rate, format=container, subtype=subtype)
+    return buffer.getvalue(), rate
+
+
 @dataclass
 class Pipeline:
     """Everything a worker process needs to turn (member, text) into a stored WAV."""
@@ -234,49 +304,58 @@ class Pipeline:
             f"serves version {voice.spec.version}); send the text again for the current version."
         )
 
-    def run(self, member_id: int, text: str, version: str | None = None) -> SynthesisResult:
-        """Normalize, synthesize, encode and store; returns the object's key and URL.
+    def run(
+        self,
+        member_id: int,
+        text: str,
+        fmt: str = DEFAULT_FORMAT,
+        speed: float = DEFAULT_SPEED,
+        version: str | None = None,
+    ) -> SynthesisResult:
+        """Normalize, synthesize (at ``speed``, on the pinned ``version`` if given), encode (as
+        ``fmt``) and store; returns the object's key and URL.
 
         A key already stored (a duplicate delivery, or a twin job that slipped past the API's
         coalescing) is returned without synthesizing again."""
         started = time.perf_counter()
-        voice, key, done = self._lookup(member_id, text, version)
+        job = SpeechJob(member_id, text, fmt, speed, version)
+        voice, key, done = self._lookup(job)
         if done is not None:
             return done
         model_started = time.perf_counter()
         sentences = normalize(self.normalizer, text, voice)
-        samples = synthesize(voice, sentences, self.sentence_pause)
-        return self._store(voice, key, len(sentences), samples, model_started, started)
+        with speaking_rate(voice, speed):
+            samples = synthesize(voice, sentences, self.sentence_pause)
+        return self._store(voice, key, fmt, len(sentences), samples, model_started, started)
 
-    def run_batch(
-        self, jobs: Sequence[tuple[int, str] | tuple[int, str, str | None]]
-    ) -> list[SynthesisResult | Exception]:
-        """Several jobs at once (dynamic batching), each ``(member, text[, version])``: per voice
-        version, every sentence of every job that
-        is not already stored goes through one :func:`synthesize_batch` call. A job's failure
-        is returned in its place and never fails the others."""
+    def run_batch(self, jobs: list[tuple[Any, ...]]) -> list[SynthesisResult | Exception]:
+        """Several jobs at once (dynamic batching): per voice version and speed, every sentence
+        of every job that is not already stored goes through one :func:`synthesize_batch` call
+        (each job then encoded in its own format). ``jobs`` are :class:`SpeechJob` fields. A
+        job's failure is returned in its place and never fails the others."""
         started = time.perf_counter()
         outcomes: list[SynthesisResult | Exception | None] = [None] * len(jobs)
-        todo: dict[tuple[int, str], list[tuple[int, LoadedVoice, str, list[str]]]] = {}
-        for index, (member_id, text, *pinned) in enumerate(jobs):
+        todo: dict[tuple[int, str, float], list[tuple[int, LoadedVoice, str, str, list[str]]]] = {}
+        for index, fields in enumerate(jobs):
             try:
-                voice, key, done = self._lookup(member_id, text, pinned[0] if pinned else None)
+                job = SpeechJob(*fields)
+                voice, key, done = self._lookup(job)
                 if done is not None:
                     outcomes[index] = done
                     continue
-                sentences = normalize(self.normalizer, text, voice)
+                sentences = normalize(self.normalizer, job.text, voice)
             except Exception as exc:  # reported as this job's own failure
                 outcomes[index] = exc
                 continue
-            todo.setdefault((member_id, voice.spec.version), []).append(
-                (index, voice, key, sentences)
-            )
-        for member_jobs in todo.values():
+            group = todo.setdefault((job.member_id, voice.spec.version, job.speed), [])
+            group.append((index, voice, key, job.fmt, sentences))
+        for (_, _, speed), member_jobs in todo.items():
             voice = member_jobs[0][1]
             model_started = time.perf_counter()
             flat = [sentence for *_, sentences in member_jobs for sentence in sentences]
             try:
-                waves = synthesize_batch(voice, flat)
+                with speaking_rate(voice, speed):
+                    waves = synthesize_batch(voice, flat)
             except SynthesisError as exc:
                 for index, *_ in member_jobs:
                     outcomes[index] = exc
@@ -287,26 +366,31 @@ class Pipeline:
                 len(member_jobs),
                 len(flat),
             )
-            for index, _, key, sentences in member_jobs:
+            for index, _, key, fmt, sentences in member_jobs:
                 pieces, waves = waves[: len(sentences)], waves[len(sentences) :]
                 samples = join_waves(pieces, self.sentence_pause, voice.sample_rate)
                 try:
                     outcomes[index] = self._store(
-                        voice, key, len(sentences), samples, model_started, started
+                        voice, key, fmt, len(sentences), samples, model_started, started
                     )
                 except Exception as exc:  # storage failed for this job only
                     outcomes[index] = exc
         return [o if o is not None else SynthesisError("The job was not run.") for o in outcomes]
 
-    def _lookup(
-        self, member_id: int, text: str, version: str | None = None
-    ) -> tuple[LoadedVoice, str, SynthesisResult | None]:
-        """The voice, the object key, and the result already stored under it, if any."""
-        voice = self.voice(member_id, version)
-        key = speech_key(member_id, voice.spec.version, text, self.sentence_pause)
+    def _lookup(self, job: SpeechJob) -> tuple[LoadedVoice, str, SynthesisResult | None]:
+        """The voice, the object key, and the result already stored under it, if any.
+
+        A stored WAV counts only when its header reads (its duration); other formats carry no
+        header the storage reads, and count when the object exists (uploads are atomic)."""
+        if job.fmt not in FORMATS:
+            raise SynthesisError(f"Unknown output format {job.fmt!r}.")
+        voice = self.voice(job.member_id, job.version)
+        key = speech_key(
+            job.member_id, voice.spec.version, job.text, self.sentence_pause, job.fmt, job.speed
+        )
         stored = self.storage.lookup(key)
-        if stored is not None and stored.duration_s is not None:
-            _LOGGER.info("member %s: %s already stored, not synthesized again", member_id, key)
+        if stored is not None and (stored.duration_s is not None or job.fmt != DEFAULT_FORMAT):
+            _LOGGER.info("member %s: %s already stored, not synthesized again", job.member_id, key)
             return voice, key, self._result(voice, key, stored.duration_s, 0.0)
         return voice, key, None
 
@@ -314,6 +398,7 @@ class Pipeline:
         self,
         voice: LoadedVoice,
         key: str,
+        fmt: str,
         sentence_count: int,
         samples: np.ndarray,
         model_started: float,
@@ -321,9 +406,9 @@ class Pipeline:
     ) -> SynthesisResult:
         """Encode and store one job's audio; log and return its result."""
         model_s = time.perf_counter() - model_started
-        wav = encode_wav(samples, voice.sample_rate)
+        data, _rate = encode_audio(samples, voice.sample_rate, fmt)
         duration = samples.size / voice.sample_rate
-        self.storage.put(key, wav, "audio/wav", round(duration, 3))
+        self.storage.put(key, data, FORMATS[fmt].content_type, round(duration, 3))
         elapsed = time.perf_counter() - started
         _LOGGER.info(
             "member %s: %d sentence(s), %.2f s of audio in %.2f s (RTF %.3f) -> %s",
@@ -340,14 +425,14 @@ class Pipeline:
         self,
         voice: LoadedVoice,
         key: str,
-        duration_s: float,
+        duration_s: float | None,
         model_s: float,
         pipeline_s: float = 0.0,
     ) -> SynthesisResult:
         return SynthesisResult(
             key=key,
             url=self.storage.location(key),  # clients get a URL made when they ask
-            duration_s=round(duration_s, 3),
+            duration_s=None if duration_s is None else round(duration_s, 3),
             sample_rate=voice.sample_rate,
             member_id=voice.spec.member_id,
             voice_version=voice.spec.version,

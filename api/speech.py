@@ -1,0 +1,189 @@
+"""``POST /v1/audio/speech``: OpenAI's text-to-speech call, answered with the audio's bytes.
+
+Any OpenAI SDK pointed at ``<api>/v1`` can use a member's voice. The request goes through the
+same path as ``POST /api/texts`` (:meth:`api.service.JobService.submit`: cache lookup, joining an
+identical job in flight, the queue); the worker synthesizes at the requested speed and encodes
+the requested format; this route waits for the job (``MOKSORI_SPEECH_TIMEOUT``), reads the
+stored object and returns it. The API never transcodes: the stored object is the answer.
+
+Errors are OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``, see
+:mod:`api.errors`) with a 4xx for anything the client can fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from flask import Blueprint, Response, current_app, request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from api.auth import client_id
+from api.errors import ApiError
+from api.service import JobService
+from api.validation import TextRequest, check_text, json_body
+from common.audio_formats import FORMATS, MAX_SPEED, MIN_SPEED, output_rate
+from common.jobs import UNSPEAKABLE
+from voice_model.repository import VoiceSpec
+
+_LOGGER = logging.getLogger(__name__)
+
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+
+MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "moksori")
+"""Model names accepted for compatibility. They all mean the same thing here: the voice is the
+member's own model (``voice`` picks it), so ``model`` does not change the audio."""
+
+SpeechFormat = Literal["wav", "mp3", "flac", "opus", "pcm"]
+
+
+class SpeechRequest(BaseModel):
+    """The body of ``POST /v1/audio/speech``, as OpenAI defines it (fields OpenAI has that this
+    server does not use, such as ``instructions``, are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: StrictStr = Field(description=f"One of {', '.join(MODELS)}; all mean the same.")
+    input: StrictStr = Field(description="The text to say (`MOKSORI_MAX_TEXT_LENGTH` at most).")
+    voice: StrictInt | StrictStr = Field(
+        description="A member's id (integer or digits) or name (case-insensitive)."
+    )
+    response_format: SpeechFormat = Field(default="mp3", description="The audio format.")
+    speed: float = Field(
+        default=1.0, ge=MIN_SPEED, le=MAX_SPEED, strict=True, description="Speaking rate."
+    )
+    stream_format: Literal["audio"] | None = Field(
+        default=None, description="Only `audio` (the whole file in the body); `sse` is refused."
+    )
+
+
+def _service() -> JobService:
+    return current_app.extensions["moksori"]
+
+
+def _invalid(param: str, code: str, message: str, status: int = 400) -> ApiError:
+    return ApiError(status, code, message, param=param)
+
+
+def _from_validation(error: ValidationError) -> ApiError:
+    """The first problem pydantic found, as one OpenAI error naming the field."""
+    first = error.errors(include_url=False)[0]
+    param = str(first["loc"][0]) if first["loc"] else ""
+    if first["type"] == "missing":
+        return _invalid(
+            param, "missing_required_parameter", f"Missing required parameter: {param!r}."
+        )
+    if param == "response_format":
+        listed = ", ".join(FORMATS)
+        return _invalid(param, "unsupported_format", f"response_format must be one of {listed}.")
+    if param == "speed":
+        return _invalid(
+            param, "invalid_speed", f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}."
+        )
+    return _invalid(param, "invalid_value", f"Invalid value for {param!r}: {first['msg']}.")
+
+
+def parse_speech_request(payload: dict[str, Any]) -> SpeechRequest:
+    """Validate a body into a :class:`SpeechRequest`, or a 400 naming the field at fault."""
+    try:
+        return SpeechRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+
+
+def resolve_voice(voices: dict[int, VoiceSpec], voice: int | str) -> VoiceSpec:
+    """A member by id (an integer or a string of digits) or by name, case-insensitively."""
+    wanted = voice.strip() if isinstance(voice, str) else voice
+    if isinstance(wanted, str) and wanted.isascii() and wanted.isdigit():
+        wanted = int(wanted)
+    if isinstance(wanted, int):
+        found = voices.get(wanted)
+    else:
+        folded = wanted.casefold()
+        found = next((v for v in voices.values() if v.name.casefold() == folded), None)
+    if found is None:
+        known = ", ".join(f"{v.member_id} ({v.name})" for v in voices.values()) or "none"
+        raise _invalid("voice", "unknown_voice", f"There is no voice {voice!r} (known: {known}).")
+    return found
+
+
+@bp.post("/audio/speech")
+def create_speech() -> Response:
+    """Say ``input`` in ``voice``'s voice; 200 with the audio bytes in ``response_format``."""
+    service = _service()
+    body = parse_speech_request(json_body(request))
+    if body.model not in MODELS:
+        raise ApiError(
+            404,
+            "model_not_found",
+            f"The model {body.model!r} does not exist here; use one of {', '.join(MODELS)}.",
+            param="model",
+        )
+    voice = resolve_voice(service.voices, body.voice)
+    try:
+        text = check_text(body.input, service.settings.max_text_length)
+        req = TextRequest(
+            member_id=voice.member_id,
+            text=text,
+            uuid=str(uuid.uuid4()),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            format=body.response_format,
+            speed=round(body.speed, 3),
+        )
+        submission = service.submit(req, request.host_url, client_id())
+    except ApiError as exc:
+        if exc.status in {413, 422}:  # the text's own checks: OpenAI answers these with 400
+            raise _invalid("input", exc.code, exc.message) from None
+        raise
+    key = submission.key
+    if not submission.cached:
+        key = _wait_for(service, submission.job_id)
+    data = service.read(key)
+    if data is None:  # deleted between the job's end and this read
+        raise ApiError(
+            503,
+            "service_unavailable",
+            "The audio was removed from storage before it could be read; try again.",
+            headers={"Retry-After": "1"},
+        )
+    fmt = FORMATS[body.response_format]
+    rate = output_rate(fmt.name, voice.sample_rate)
+    _LOGGER.info(
+        "speech job %s for member %s: %s, speed %s, %d bytes%s",
+        submission.job_id,
+        voice.member_id,
+        fmt.name,
+        req.speed,
+        len(data),
+        " (cached)" if submission.cached else "",
+    )
+    response = Response(data, mimetype=fmt.content_type)
+    response.headers["X-Sample-Rate"] = str(rate)
+    response.headers["X-Moksori-Job-Id"] = submission.job_id
+    response.headers["X-Moksori-Cached"] = "true" if submission.cached else "false"
+    return response
+
+
+def _wait_for(service: JobService, job_id: str) -> str:
+    """The storage key of the job's audio once it is done; 504 when it is not done within
+    ``MOKSORI_SPEECH_TIMEOUT`` (it keeps running: asking again joins it), 500 when it failed."""
+    timeout = service.settings.speech_timeout
+    service.wait(job_id, timeout)
+    status, key, error = service.outcome(job_id)
+    if status == "done" and key is not None:
+        return key
+    if status == "failed" and error == UNSPEAKABLE:  # the worker's normalizer found nothing
+        raise _invalid("input", "unspeakable_text", "input has nothing this voice can pronounce.")
+    if status in {"failed", "done"}:
+        raise ApiError(
+            500, "synthesis_failed", f"The synthesis failed: {error or 'no audio was stored'}"
+        )
+    raise ApiError(
+        504,
+        "timeout",
+        f"The audio was not ready within {timeout:g} s; the job goes on, and the same request "
+        "again joins it (or gets the stored audio).",
+        headers={"Retry-After": "5"},
+    )
