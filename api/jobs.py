@@ -37,8 +37,9 @@ def _service() -> JobService:
 
 @bp.before_request
 def _json_object() -> None:
-    """A body that is not a JSON object is refused (415/400) before its model reads it."""
-    if request.endpoint == "jobs.create_text":
+    """A body that is not a JSON object is refused (415/400) before its model reads it (not
+    on the route's automatic OPTIONS: a CORS preflight has no body)."""
+    if request.endpoint == "jobs.create_text" and request.method == "POST":
         json_body(request)
 
 
