@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from flask import Response, current_app, send_file
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from api.errors import ApiError
 from api.openapi import URI_TOO_LONG, error
-from api.validation import MediaPath
+from api.validation import MediaPath, RequestModel, no_default
 
 bp = APIBlueprint("media", __name__, url_prefix="/media", abp_tags=[Tag(name="media")])
 
@@ -21,10 +22,15 @@ ONE_YEAR = 365 * 24 * 3600
 _WAV = {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}
 
 
-class MediaHeaders(BaseModel):
+class MediaHeaders(RequestModel):
     """The request headers ``send_file`` reads (documented; validation only reads them)."""
 
-    range: str | None = Field(default=None, alias="Range", description="A byte range, to seek.")
+    range: str | SkipJsonSchema[None] = Field(
+        default=None,
+        alias="Range",
+        description="A byte range, to seek.",
+        json_schema_extra=no_default,
+    )
 
 
 @bp.get(

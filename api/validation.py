@@ -9,6 +9,7 @@ error of a request into our one error shape with the status :data:`CODES` gives 
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid as uuid_mod
 from datetime import UTC, date, datetime
@@ -54,7 +55,7 @@ def _fail(code: str, message: str, **context: Any) -> NoReturn:
     raise PydanticCustomError(code, message, context or None)
 
 
-def _no_default(schema: dict[str, Any]) -> None:
+def no_default(schema: dict[str, Any]) -> None:
     """A default the server fills in (a new UUID, now) is not a literal ``null`` to document."""
     schema.pop("default", None)
 
@@ -171,7 +172,7 @@ class TextRequest(BaseModel):
                 "`urn:uuid:` and 32 bare hex digits are read as a UUID too).",
             }
         ),
-    ] = Field(default=None, validate_default=True, json_schema_extra=_no_default)
+    ] = Field(default=None, validate_default=True, json_schema_extra=no_default)
     created_at: Annotated[
         str,
         BeforeValidator(_created_at),
@@ -186,7 +187,24 @@ class TextRequest(BaseModel):
                 "null.",
             }
         ),
-    ] = Field(default=None, validate_default=True, json_schema_extra=_no_default)
+    ] = Field(default=None, validate_default=True, json_schema_extra=no_default)
+
+
+class RequestModel(BaseModel):
+    """A query or header model: flask-openapi3 asks for its JSON schema on every request it
+    validates (to tell lists from scalars), which costs ~1 ms each time; the schema of a class
+    never changes, so it is made once."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = (args, tuple(sorted(kwargs.items())))
+        cache = cls.__dict__.get("_moksori_schemas")
+        if cache is None:
+            cache = {}
+            type.__setattr__(cls, "_moksori_schemas", cache)
+        if key not in cache:
+            cache[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(cache[key])
 
 
 def _wait(value: Any) -> int:
@@ -205,7 +223,7 @@ def _wait(value: Any) -> int:
     return int(value)
 
 
-class TextQuery(BaseModel):
+class TextQuery(RequestModel):
     """``POST /api/texts``'s query string."""
 
     wait: Annotated[
@@ -214,7 +232,7 @@ class TextQuery(BaseModel):
         Field(
             description="Wait up to this many seconds for the job to finish (given once; an "
             "empty or repeated `wait` is a 400).",
-            json_schema_extra=_no_default,
+            json_schema_extra=no_default,
         ),
     ] = None
 
