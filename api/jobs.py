@@ -123,6 +123,7 @@ def create_text(query: TextQuery, body: TextRequest) -> tuple[Response, int, dic
     "/jobs/<job_id>",
     operation_id="getJob",
     summary="A job's status",
+    security=BEARER_OPTIONAL,
     responses={
         200: JobStatus,
         401: UNAUTHORIZED,

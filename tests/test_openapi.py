@@ -167,6 +167,29 @@ def test_every_error_the_code_raises_is_documented(voice_dir: Path) -> None:
     assert raised <= documented_codes, raised - documented_codes
 
 
+def test_every_error_response_has_the_error_shape(voice_dir: Path) -> None:
+    """Every documented 4xx/5xx in JSON is the Error schema narrowed to its codes, and every
+    /api/* operation lists the key (401) and rate (429) refusals that apply to all of them,
+    with Swagger UI's "Authorize" offered for it."""
+    spec = spec_of(app_for(voice_dir, "file:///tmp/moksori-openapi-test"))
+    errors = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if int(status) < 400 or schema is None:
+                    continue
+                errors += 1
+                assert schema["allOf"][0] == {"$ref": "#/components/schemas/Error"}, (path, status)
+                assert schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
+            if path.startswith("/api/"):
+                assert {"401", "429"} <= set(operation["responses"]), (path, method)
+                assert {"bearerAuth": []} in operation["security"], (path, method)
+    assert errors >= 15
+    error = spec["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"] and error["additionalProperties"] is False
+
+
 def test_readme_error_tables_match_the_spec(voice_dir: Path) -> None:
     """The README's API section is the contract: each (status, code) its POST /api/texts table
     lists is in the spec for that operation, and the spec lists no other for it except the
