@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import ValidationError
 
 from api.auth import client_id
 from api.errors import ApiError
@@ -19,7 +20,7 @@ from api.openapi import (
     error,
 )
 from api.service import JobService
-from api.validation import JobPath, TextQuery, TextRequest, json_body
+from api.validation import JobPath, TextQuery, TextRequest, json_body, validation_error
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api", abp_tags=[Tag(name="jobs")])
 
@@ -38,8 +39,13 @@ def _service() -> JobService:
 @bp.before_request
 def _json_object() -> None:
     """A body that is not a JSON object is refused (415/400) before its model reads it (not
-    on the route's automatic OPTIONS: a CORS preflight has no body)."""
+    on the route's automatic OPTIONS: a CORS preflight has no body). A bad ``?wait`` is still
+    reported first, as the query is checked before the body."""
     if request.endpoint == "jobs.create_text" and request.method == "POST":
+        try:
+            TextQuery.model_validate(request.args.to_dict())
+        except ValidationError as exc:
+            validation_error(exc)
         json_body(request)
 
 
