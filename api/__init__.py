@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, errors, health, jobs, limits, media, members, openapi, requestlog, speech, web
 from api.service import JobService
+from api.validation import validation_error
 from common.config import Settings
 from common.storage import LocalStorage
 
@@ -32,7 +33,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if any(len(key) < MIN_KEY_LENGTH for key in settings.api_keys):
         raise ValueError(f"MOKSORI_API_KEYS: every key needs at least {MIN_KEY_LENGTH} characters")
 
-    app = Flask(__name__, static_folder=None)  # no /static route: nothing to serve there
+    # flask-openapi3's OpenAPI is a Flask subclass that writes /openapi.json from the routes'
+    # pydantic models and validates requests with the same models (api/openapi.py).
+    app = openapi.MoksoriAPI(
+        __name__,
+        static_folder=None,  # no /static route: nothing to serve there
+        info=openapi.INFO,
+        security_schemes=openapi.SECURITY_SCHEMES,
+        doc_ui=False,  # /openapi.json and /docs are our own routes (api/openapi.py)
+        validation_error_model=openapi.Error,
+        validation_error_callback=validation_error,
+    )
     # "//" in a path is not merged by an HTML redirect (Flask returns routing redirects without
     # error handlers): such a path is simply unknown, a JSON 404; under /media, an absolute key.
     app.url_map.merge_slashes = False
@@ -60,14 +71,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     limiter = limits.init_app(app, settings)  # before auth: wrong keys count against their IP
     guard = auth.init_app(app, settings)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(members.bp)
-    app.register_blueprint(jobs.bp)
-    app.register_blueprint(speech.bp)
+    app.register_api(health.bp)
+    app.register_api(members.bp)
+    app.register_api(jobs.bp)
     if isinstance(service.storage, LocalStorage):
-        app.register_blueprint(media.bp)
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(web.bp)  # the page at /, for people
+        app.register_api(media.bp)
+    app.register_api(speech.bp)
+    app.register_api(openapi.bp)
+    app.register_api(web.bp)  # the page at /, for people
     _LOGGER.info(
         "API ready: %d voice(s), broker %s, storage %s, %s, rate limit %s, queued jobs per "
         "client %s",

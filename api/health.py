@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Response, jsonify
+from flask_openapi3 import APIBlueprint, Tag
 
-bp = Blueprint("health", __name__)
+from api.openapi import Health
+
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 
 
-@bp.get("/healthz")
+@bp.get("/healthz", operation_id="health", summary="The process is alive", responses={200: Health})
 def healthz() -> Response:
     return jsonify({"status": "ok"})

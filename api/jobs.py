@@ -2,31 +2,101 @@
 
 from __future__ import annotations
 
-import uuid
-
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import ValidationError
 
 from api.auth import client_id
 from api.errors import ApiError
+from api.openapi import (
+    BEARER_OPTIONAL,
+    RATE_LIMITED,
+    RETRY_AFTER,
+    UNAUTHORIZED,
+    URI_TOO_LONG,
+    JobStatus,
+    TextFinished,
+    TextQueued,
+    error,
+)
 from api.requestlog import bind_job
 from api.service import JobService
-from api.validation import json_body, parse_text_request, wait_seconds
+from api.validation import JobPath, TextQuery, TextRequest, json_body, validation_error
 
-bp = Blueprint("jobs", __name__, url_prefix="/api")
+bp = APIBlueprint("jobs", __name__, url_prefix="/api", abp_tags=[Tag(name="jobs")])
+
+_UNAVAILABLE = error(
+    "No worker serves the member, or the queue or storage is unreachable",
+    "member_unavailable",
+    "service_unavailable",
+    headers=RETRY_AFTER,
+)
 
 
 def _service() -> JobService:
     return current_app.extensions["moksori"]
 
 
-@bp.post("/texts")
-def create_text() -> tuple[Response, int, dict[str, str]]:
+@bp.before_request
+def _json_object() -> None:
+    """A body that is not a JSON object is refused (415/400) before its model reads it (not
+    on the route's automatic OPTIONS: a CORS preflight has no body). A bad ``?wait`` is still
+    reported first, as the query is checked before the body."""
+    if request.endpoint == "jobs.create_text" and request.method == "POST":
+        try:
+            TextQuery.model_validate(request.args.to_dict())
+        except ValidationError as exc:
+            validation_error(exc)
+        json_body(request)
+
+
+@bp.post(
+    "/texts",
+    operation_id="createText",
+    summary="Queue a text for a member's voice",
+    description="Answered at once from storage when this voice has already said the text; "
+    "identical requests in flight join one job.",
+    security=BEARER_OPTIONAL,
+    responses={
+        200: TextFinished,
+        202: TextQueued,
+        400: error("Not JSON, not an object, or `wait` not 1-60", "invalid_json", "invalid_wait"),
+        401: UNAUTHORIZED,
+        404: error("No voice for this member", "unknown_member"),
+        413: error(
+            "`text` longer than `MOKSORI_MAX_TEXT_LENGTH`, or the body over "
+            "`MOKSORI_MAX_CONTENT_LENGTH` bytes",
+            "text_too_long",
+            "request_entity_too_large",
+        ),
+        414: URI_TOO_LONG,
+        415: error("The body is not `application/json`", "unsupported_media_type"),
+        422: error(
+            "A field is missing or malformed, or nothing in `text` can be pronounced",
+            "missing_member_id",
+            "invalid_member_id",
+            "missing_text",
+            "invalid_text",
+            "empty_text",
+            "unspeakable_text",
+            "invalid_uuid",
+            "invalid_created_at",
+        ),
+        429: error(
+            "Too many requests, or too many of this client's jobs queued",
+            "rate_limited",
+            "too_many_queued_jobs",
+            headers=RETRY_AFTER,
+        ),
+        503: _UNAVAILABLE,
+    },
+)
+def create_text(query: TextQuery, body: TextRequest) -> tuple[Response, int, dict[str, str]]:
     """Accept a text for a member's voice; 202 with a status URL, or 200 with the audio URL when
     it is already stored (``cached``) or ``?wait=N`` is given and the job ends within N s."""
     service = _service()
-    wait = wait_seconds(request.args.getlist("wait"))
-    req = parse_text_request(json_body(request), service.settings.max_text_length)
-    submission = service.submit(req, request.host_url, client_id())
+    wait = query.wait or 0
+    submission = service.submit(body, request.host_url, client_id())
     job_id = submission.job_id
     bind_job(job_id)
     status_url = url_for("jobs.get_job", job_id=job_id)
@@ -34,9 +104,9 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
         "job_id": job_id,
         "status": "queued",
         "status_url": status_url,
-        "uuid": req.uuid,
-        "member_id": req.member_id,
-        "created_at": req.created_at,
+        "uuid": body.uuid,
+        "member_id": body.member_id,
+        "created_at": body.created_at,
         "cached": submission.cached,
     }
     headers = {"Location": status_url}
@@ -57,16 +127,32 @@ def create_text() -> tuple[Response, int, dict[str, str]]:
     return jsonify(body), 202, headers
 
 
-@bp.get("/jobs/<job_id>")
-def get_job(job_id: str) -> Response:
-    """A job's status: queued, running, done (with url and duration_s) or failed (with error)."""
-    try:
-        canonical = str(uuid.UUID(job_id))
-    except ValueError:
-        canonical = None
-    if canonical:
-        bind_job(canonical)
-    view = _service().status(canonical, request.host_url) if canonical else None
+@bp.get(
+    "/jobs/<job_id>",
+    operation_id="getJob",
+    summary="A job's status",
+    security=BEARER_OPTIONAL,
+    responses={
+        200: JobStatus,
+        401: UNAUTHORIZED,
+        404: error(
+            "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`", "unknown_job", "not_found"
+        ),
+        414: URI_TOO_LONG,
+        429: RATE_LIMITED,
+        503: error(
+            "The result backend or storage is unreachable",
+            "service_unavailable",
+            headers=RETRY_AFTER,
+        ),
+    },
+)
+def get_job(path: JobPath) -> Response:
+    """A job's status: queued, running, done (with url and duration_s) or failed (with error).
+
+    Any spelling of a UUID is read as that job; anything else is an unknown job (404)."""
+    bind_job(path.job_id)
+    view = _service().status(path.job_id, request.host_url)
     if view is None:
         raise ApiError(404, "unknown_job", "There is no job with this id (or it has expired).")
     return jsonify(view)

@@ -7,25 +7,68 @@ Only registered when ``MOKSORI_STORAGE_URL`` is a ``file://`` directory. Only se
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, send_file
+from flask import Response, current_app, send_file
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from api.errors import ApiError
-from common.storage import is_key
+from api.openapi import URI_TOO_LONG, error
+from api.validation import MediaPath, RequestModel, no_default
 
-bp = Blueprint("media", __name__, url_prefix="/media")
+bp = APIBlueprint("media", __name__, url_prefix="/media", abp_tags=[Tag(name="media")])
 
 ONE_YEAR = 365 * 24 * 3600
+_WAV = {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}
 
 
-@bp.get("/<path:key>")
-def serve(key: str) -> Response:
-    """Serve one stored object; objects are content-addressed, so they are cacheable for good."""
-    # Only a key of the shape the server builds: nothing else in the root (an upload's
-    # temporary file, say) and no client-made name ever reaches the file system.
-    path = current_app.extensions["moksori"].storage.path_for(key) if is_key(key) else None
-    if path is None or not path.is_file():
+class MediaHeaders(RequestModel):
+    """The request headers ``send_file`` reads (documented; validation only reads them)."""
+
+    range: str | SkipJsonSchema[None] = Field(
+        default=None,
+        alias="Range",
+        description="A byte range, to seek.",
+        json_schema_extra=no_default,
+    )
+
+
+@bp.get(
+    "/<path:key>",
+    operation_id="getMedia",
+    summary="A stored WAV (only with `file://` storage)",
+    description="Keys come from the server's URLs; nothing outside the storage root is ever "
+    "served.",
+    responses={
+        200: {
+            "description": "The whole file; cacheable for good (keys are content-addressed).",
+            "headers": {
+                "ETag": {"required": True, "schema": {"type": "string"}},
+                "Cache-Control": {"required": True, "schema": {"type": "string"}},
+            },
+            "content": _WAV,
+        },
+        206: {
+            "description": "The requested range.",
+            "headers": {"Content-Range": {"required": True, "schema": {"type": "string"}}},
+            "content": _WAV,
+        },
+        304: {"description": "Not modified (`If-None-Match`)."},
+        404: error("No such file", "not_found"),
+        414: URI_TOO_LONG,
+        416: error("The range is outside the file", "requested_range_not_satisfiable"),
+    },
+)
+def serve(path: MediaPath, header: MediaHeaders) -> Response:
+    """Serve one stored object; objects are content-addressed, so they are cacheable for good.
+
+    ``Range`` and ``If-None-Match`` are answered by ``send_file`` from the request itself."""
+    # Only a key of the shape the server builds (MediaPath): nothing else in the root (an
+    # upload's temporary file, say) and no client-made name ever reaches the file system.
+    file = current_app.extensions["moksori"].storage.path_for(path.key)
+    if file is None or not file.is_file():
         raise ApiError(404, "not_found", "There is no such audio file.")
-    response = send_file(path, mimetype="audio/wav", conditional=True, etag=True, max_age=ONE_YEAR)
+    response = send_file(file, mimetype="audio/wav", conditional=True, etag=True, max_age=ONE_YEAR)
     response.cache_control.public = True
     response.cache_control.immutable = True
     return response

@@ -5,15 +5,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Response, current_app, jsonify
+from flask_openapi3 import APIBlueprint, Tag
 
+from api.openapi import BEARER_OPTIONAL, RATE_LIMITED, UNAUTHORIZED, Members
 from api.service import UNAVAILABLE, JobService
 
-bp = Blueprint("members", __name__, url_prefix="/api")
+bp = APIBlueprint("members", __name__, url_prefix="/api", abp_tags=[Tag(name="members")])
 _LOGGER = logging.getLogger(__name__)
 
 
-@bp.get("/members")
+@bp.get(
+    "/members",
+    operation_id="listMembers",
+    summary="The voices, and whether a worker serves each",
+    security=BEARER_OPTIONAL,
+    responses={200: Members, 401: UNAUTHORIZED, 429: RATE_LIMITED},
+)
 def list_members() -> Response:
     """Every voice: id, name, sample rate, version, vocoder, and ``served`` (true when a worker
     consumes its queue, false when none does, null when the broker cannot tell)."""

@@ -1,642 +1,337 @@
-"""``GET /openapi.json``: the API's contract as an OpenAPI 3.1 document.
+"""The API's contract, generated: ``GET /openapi.json`` (OpenAPI 3.1.0) and Swagger UI at ``/docs``.
 
-Written by hand from the README's "API" section and the code; ``tests/test_openapi.py`` checks
-that its paths and methods are exactly the app's routes, and ``tests/test_fuzz.py`` has
-schemathesis hold the running service to it. The limits it states are the deployment's own
-(``MOKSORI_MAX_TEXT_LENGTH``, ``MOKSORI_MAX_CONTENT_LENGTH``), and ``/media/{key}`` is listed only
-when this API serves local files.
+flask-openapi3 builds the document from the routes themselves: each ``APIBlueprint`` route
+declares its request models (``api/validation.py``, which also validate the request) and its
+responses (the models below, and :func:`error` for each documented error code). What is only
+known at run time is filled in when the document is first generated: the text limit
+(``MOKSORI_MAX_TEXT_LENGTH``) and the body limit (``MOKSORI_MAX_CONTENT_LENGTH``).
+``/media/{key}`` is listed only when its blueprint is registered (``file://`` storage).
+``tests/test_openapi.py`` keeps the document equal to the app's routes, the README and the
+codes the code raises; ``tests/test_fuzz.py`` holds the running service to it.
+
+Swagger UI's JavaScript and CSS come from the ``flask-openapi3-swagger`` package and are served
+by this app (``/docs/swagger/...``): the page needs no CDN and works offline.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from flask import Blueprint, Response, current_app, jsonify
+import flask_openapi3_swagger
+from flask import Response, current_app, jsonify, render_template_string, url_for
+from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
+from flask_openapi3_swagger.templates import swagger_html_string
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from api.speech import MODELS, SpeechRequest
-from api.validation import MAX_WAIT_S
-from api.web import ASSETS  # the page's files and types: the spec lists exactly those
-from common.audio_formats import FORMATS
-from common.config import Settings
+from api.validation import TextRequest
 
 API_VERSION = "1.0.0"
 """The contract's version (``info.version``): bump it whenever a request or response changes."""
 
-bp = Blueprint("openapi", __name__)
-
 JSON = "application/json"
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_UUID = {"type": "string", "format": "uuid"}
-_KEY_PATTERN = r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$"
-# member_id as the code reads it: a JSON integer, or a string of ASCII digits (the React client
-# sends either); whitespace around the digits is ASCII only.
-_MEMBER_ID_STRING = r"^[ \t\n\r\x0b\x0c]*[0-9]+[ \t\n\r\x0b\x0c]*$"
+HTML = "text/html"
+ERROR_REF = "#/components/schemas/Error"
+
+INFO = Info(
+    title="moksori",
+    version=API_VERSION,
+    summary="Korean text-to-speech: queue a text, get a WAV's URL.",
+    description='Every error is `{"error": {"code": "...", "message": "..."}}`: 4xx for what '
+    "the client can fix, 503 (with `Retry-After`) when a dependency is down. An unknown path is "
+    "a `404` (`not_found`) and a method a path does not support a `405` "
+    "(`method_not_allowed`, with `Allow`), in the same shape.",
+)
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key, where the deployment requires one.",
+    }
+}
+BEARER_OPTIONAL = [{}, {"bearerAuth": []}]
+"""An operation open without keys, or behind them when ``MOKSORI_API_KEYS`` is set."""
+
+SWAGGER_ASSETS = Path(flask_openapi3_swagger.__file__).parent / "templates" / "swagger"
+# The package's page loads "swagger/css/..." relative to itself; a <base> makes that resolve
+# under /docs/ although the page is served at /docs (no trailing slash).
+_SWAGGER_PAGE = swagger_html_string.replace("<head>", '<head>\n    <base href="{{ base }}">', 1)
 
 
-def _error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
-    """A response in the one error shape; ``codes`` are the ``error.code`` values it can carry."""
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern="^[a-z0-9_]+$", description="Stable and machine-readable.")
+    message: str = Field(min_length=1, description="What was wrong, for people.")
+
+
+class Error(BaseModel):
+    """The one error shape of every 4xx and 5xx answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+def error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
+    """A documented error response: the :class:`Error` shape, narrowed to ``codes`` (the
+    ``error.code`` values this status can carry on this route)."""
     listed = ", ".join(f"`{code}`" for code in codes)
     codes_only = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
     response: dict[str, Any] = {
         "description": f"{description} (`error.code`: {listed}).",
-        "content": {JSON: {"schema": {"allOf": [_ERROR, codes_only]}}},
+        "content": {JSON: {"schema": {"allOf": [{"$ref": ERROR_REF}, codes_only]}}},
     }
     if headers:
         response["headers"] = headers
     return response
 
 
-_OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
+class OpenAIErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, description="What was wrong, for people.")
+    type: Literal[
+        "invalid_request_error", "authentication_error", "rate_limit_error", "server_error"
+    ]
+    param: str | None = Field(description="The request field at fault, if one is.")
+    code: str = Field(pattern="^[a-z0-9_]+$", description="Stable and machine-readable.")
 
 
-def _openai_error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
-    """A response in OpenAI's error shape (under ``/v1/``), listing its ``error.code`` values."""
-    response = _error(description, *codes, headers=headers)
-    response["content"][JSON]["schema"]["allOf"][0] = _OPENAI_ERROR
+class OpenAIError(BaseModel):
+    """The error shape under ``/v1/``: OpenAI's, a superset of :class:`Error`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: OpenAIErrorDetail
+
+
+OPENAI_ERROR_REF = "#/components/schemas/OpenAIError"
+
+
+def openai_error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
+    """A documented error response under ``/v1/``: :class:`OpenAIError`, narrowed to ``codes``."""
+    response = error(description, *codes, headers=headers)
+    response["content"][JSON]["schema"]["allOf"][0] = {"$ref": OPENAI_ERROR_REF}
     return response
 
 
-_URI_TOO_LONG = {
+URI_TOO_LONG = {
     "description": "The request line is over 4094 bytes: refused by the HTTP server (gunicorn) "
     "before the API sees it, with gunicorn's own HTML page, not the JSON error shape.",
-    "content": {"text/html": {"schema": {"type": "string"}}},
+    "content": {HTML: {"schema": {"type": "string"}}},
 }
-_RETRY_AFTER = {
+RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
         "required": True,
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     }
 }
-_LOCATION = {
+LOCATION = {
     "Location": {
         "description": "The job's status URL (`status_url`).",
         "required": True,
         "schema": {"type": "string"},
     }
 }
-
-
-# Every /api/* route: keys (when MOKSORI_API_KEYS is set) and the request rate apply to all.
-_UNAUTHORIZED = _error("A missing or wrong API key", "unauthorized", "invalid_api_key")
-_RATE_LIMITED = _error(
-    "More requests than `MOKSORI_RATE_LIMIT` allows", "rate_limited", headers=_RETRY_AFTER
+UNAUTHORIZED = error("A missing or wrong API key", "unauthorized", "invalid_api_key")
+"""Every ``/api/*`` route: keys apply when ``MOKSORI_API_KEYS`` is set."""
+RATE_LIMITED = error(
+    "More requests than `MOKSORI_RATE_LIMIT` allows", "rate_limited", headers=RETRY_AFTER
 )
+"""Every ``/api/*`` route: the request rate applies to all."""
+
+_TO_JOB = {"GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/job_id"}}}
 
 
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict:
-    """A closed JSON object: every listed property is required unless ``required`` says
-    otherwise, and nothing else may appear."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-        "additionalProperties": False,
-    }
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-def _job_fields() -> dict[str, Any]:
-    return {
-        "job_id": _UUID,
-        "status_url": {"type": "string", "description": "Where to follow the job."},
-        "uuid": {**_UUID, "description": "The client's `uuid`, or one generated for it."},
-        "member_id": {"type": "integer", "minimum": 0},
-        "created_at": {
-            "type": "string",
-            "description": "The client's `created_at` in ISO 8601, or the time of the request.",
-        },
-    }
+class Health(_Closed):
+    model_config = ConfigDict(openapi_extra={"description": "Always, while the process answers."})
+
+    status: Literal["ok"]
 
 
-_DONE = {
-    "url": {
-        "type": "string",
-        "description": "Where the WAV is: the API's `/media/` for local files; for GCS a V4 "
-        "signed URL made for this answer (valid for `MOKSORI_SIGNED_URL_TTL` seconds), or a "
-        "plain URL when the bucket is public.",
-    },
-    "duration_s": {
-        "type": ["number", "null"],
-        "description": "Length of the audio in seconds (null when storage cannot tell).",
-    },
-}
-_FAILED = {"error": {"type": "string", "description": "Why the job failed, in a sentence."}}
-
-
-def _schemas(max_text_length: int) -> dict[str, Any]:
-    job = _job_fields()
-    return {
-        "Error": _object(
-            {
-                "error": _object(
-                    {
-                        "code": {
-                            "type": "string",
-                            "pattern": "^[a-z0-9_]+$",
-                            "description": "Stable and machine-readable.",
-                        },
-                        "message": {
-                            "type": "string",
-                            "minLength": 1,
-                            "description": "What was wrong, for people.",
-                        },
-                    }
-                )
-            }
-        ),
-        "TextRequest": {
-            "type": "object",
-            "description": "The existing React client's fields; unknown fields are ignored.",
-            "required": ["member_id", "text"],
-            "properties": {
-                "member_id": {
-                    "description": "Whose voice: a non-negative integer (a string of digits is "
-                    "read as one).",
-                    "anyOf": [
-                        {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-                        {"type": "string", "pattern": _MEMBER_ID_STRING},
-                    ],
-                },
-                "text": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": max_text_length,
-                    "pattern": r"\S",
-                    "description": "What to say: not blank, at most `MOKSORI_MAX_TEXT_LENGTH` "
-                    "characters, and with something pronounceable (Hangul, Latin letters or "
-                    "digits).",
-                },
-                "uuid": {
-                    "type": ["string", "null"],
-                    "format": "uuid",
-                    "description": "Echoed back, hyphenated; generated when absent or null "
-                    "(braces, `urn:uuid:` and 32 bare hex digits are read as a UUID too).",
-                },
-                "created_at": {
-                    "anyOf": [
-                        {"type": "null"},
-                        {"type": "string", "format": "date"},
-                        {"type": "string", "format": "date-time", "maxLength": 64},
-                    ],
-                    "description": "An ISO 8601 date or date-time, echoed back; now when absent "
-                    "or null.",
-                },
-            },
-            "examples": [
-                {
-                    "member_id": 1,
-                    "text": "안녕하세요!",
-                    "uuid": "022db29c-d0e2-11e5-bb4c-60f81dca7676",
-                    "created_at": "2022-08-22",
-                }
-            ],
-        },
-        "OpenAIError": _object(
-            {
-                "error": _object(
-                    {
-                        "message": {"type": "string", "minLength": 1},
-                        "type": {
-                            "enum": [
-                                "invalid_request_error",
-                                "authentication_error",
-                                "rate_limit_error",
-                                "server_error",
-                            ]
-                        },
-                        "param": {
-                            "type": ["string", "null"],
-                            "description": "The request field at fault, if one is.",
-                        },
-                        "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
-                    }
-                )
-            }
-        ),
-        "SpeechRequest": _speech_request(max_text_length),
-        "TextQueued": _object(
-            {
-                **job,
-                "status": {"const": "queued"},
-                "cached": {"const": False},
-            }
-        ),
-        "TextFinished": {
-            "description": "Already stored (`cached`), or finished within `?wait`.",
-            "oneOf": [
-                _object(
-                    {**job, "status": {"const": "done"}, "cached": {"type": "boolean"}, **_DONE}
-                ),
-                _object(
-                    {**job, "status": {"const": "failed"}, "cached": {"const": False}, **_FAILED}
-                ),
-            ],
-        },
-        "JobStatus": {
-            "oneOf": [
-                _object({"job_id": _UUID, "status": {"enum": ["queued", "running"]}}),
-                _object({"job_id": _UUID, "status": {"const": "done"}, **_DONE}),
-                _object({"job_id": _UUID, "status": {"const": "failed"}, **_FAILED}),
-            ]
-        },
-        "Members": _object(
-            {
-                "members": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "id": {"type": "integer", "minimum": 0},
-                            "name": {"type": "string"},
-                            "sample_rate": {"type": "integer", "minimum": 1},
-                            "version": {"type": "string"},
-                            "vocoder": {"type": "string", "examples": ["hifigan", "griffin-lim"]},
-                            "served": {
-                                "type": ["boolean", "null"],
-                                "description": "Whether a worker consumes the member's queue "
-                                "(null: the broker cannot tell).",
-                            },
-                        }
-                    ),
-                }
-            }
-        ),
-    }
-
-
-def _speech_request(max_text_length: int) -> dict[str, Any]:
-    """The pydantic model's own JSON Schema, with this deployment's text limit."""
-    schema = SpeechRequest.model_json_schema()
-    schema["properties"]["input"].update(minLength=1, maxLength=max_text_length, pattern=r"\S")
-    schema["properties"]["model"]["examples"] = list(MODELS)
-    schema["examples"] = [{"model": "tts-1", "voice": "1", "input": "안녕하세요!"}]
-    return schema
-
-
-def _post_speech(max_content_length: int) -> dict[str, Any]:
-    audio = {
-        fmt.content_type: {"schema": {"type": "string", "contentMediaType": fmt.content_type}}
-        for fmt in FORMATS.values()
-    }
-    return {
-        "operationId": "createSpeech",
-        "summary": "OpenAI-compatible text to speech: the audio itself",
-        "description": "Goes through the same queue, cache and storage as `POST /api/texts`, "
-        "waits for the job (`MOKSORI_SPEECH_TIMEOUT`) and answers with the audio's bytes. "
-        "Errors are OpenAI's shape, `{error: {message, type, param, code}}`.",
-        "security": [{}, {"bearerAuth": []}],
-        "requestBody": {
-            "required": True,
-            "content": {JSON: {"schema": {"$ref": "#/components/schemas/SpeechRequest"}}},
-        },
-        "responses": {
-            "200": {
-                "description": "The audio: wav, mp3 and flac at the voice's rate, opus (in Ogg) "
-                "and pcm (raw 16-bit little-endian mono) at 24 kHz.",
-                "headers": {
-                    "X-Sample-Rate": {
-                        "description": "The audio's sample rate in Hz.",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                    }
-                },
-                "content": audio,
-            },
-            "400": _openai_error(
-                "Not JSON or not an object, a field missing or malformed, an unknown voice or "
-                "format, a speed outside 0.25-4, or an `input` that is blank, too long or has "
-                "nothing to pronounce",
-                "invalid_json",
-                "missing_required_parameter",
-                "invalid_value",
-                "unsupported_format",
-                "invalid_speed",
-                "unknown_voice",
-                "missing_text",
-                "invalid_text",
-                "empty_text",
-                "text_too_long",
-                "unspeakable_text",
-            ),
-            "401": _openai_error("A missing or wrong API key", "unauthorized", "invalid_api_key"),
-            "404": _openai_error("A model name this server does not accept", "model_not_found"),
-            "413": _openai_error(
-                f"The body is over {max_content_length} bytes", "request_entity_too_large"
-            ),
-            "414": _URI_TOO_LONG,
-            "415": _openai_error("The body is not `application/json`", "unsupported_media_type"),
-            "429": _openai_error(
-                "Too many requests, or too many of this client's jobs queued",
-                "rate_limited",
-                "too_many_queued_jobs",
-                headers=_RETRY_AFTER,
-            ),
-            "500": _openai_error("The synthesis failed", "synthesis_failed"),
-            "503": _openai_error(
-                "No worker serves the member, or the queue or storage is unreachable",
-                "member_unavailable",
-                "service_unavailable",
-                headers=_RETRY_AFTER,
-            ),
-            "504": _openai_error(
-                "Not ready within `MOKSORI_SPEECH_TIMEOUT`: the job goes on, and the same "
-                "request again joins it",
-                "timeout",
-                headers=_RETRY_AFTER,
-            ),
-        },
-    }
-
-
-def _post_texts(max_content_length: int) -> dict[str, Any]:
-    to_status = {"job_id": "$response.body#/job_id"}
-    links = {"GetJob": {"operationId": "getJob", "parameters": to_status}}
-    return {
-        "operationId": "createText",
-        "summary": "Queue a text for a member's voice",
-        "description": "Answered at once from storage when this voice has already said the "
-        "text; identical requests in flight join one job.",
-        "security": [{}, {"bearerAuth": []}],
-        "parameters": [
-            {
-                "name": "wait",
-                "in": "query",
-                "required": False,
-                "description": "Wait up to this many seconds for the job to finish (given "
-                "once; an empty or repeated `wait` is a 400).",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_S},
-            }
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {JSON: {"schema": {"$ref": "#/components/schemas/TextRequest"}}},
-        },
-        "responses": {
-            "200": {
-                "description": "Done (or failed) already: stored before, or finished in time.",
-                "headers": _LOCATION,
-                "content": {JSON: {"schema": {"$ref": "#/components/schemas/TextFinished"}}},
-                "links": links,
-            },
-            "202": {
-                "description": "Queued: follow `status_url`.",
-                "headers": _LOCATION,
-                "content": {JSON: {"schema": {"$ref": "#/components/schemas/TextQueued"}}},
-                "links": links,
-            },
-            "400": _error(
-                "Not JSON, not an object, or `wait` not 1-60", "invalid_json", "invalid_wait"
-            ),
-            "401": _UNAUTHORIZED,
-            "404": _error("No voice for this member", "unknown_member"),
-            "413": _error(
-                f"`text` too long, or the body over {max_content_length} bytes",
-                "text_too_long",
-                "request_entity_too_large",
-            ),
-            "414": _URI_TOO_LONG,
-            "415": _error("The body is not `application/json`", "unsupported_media_type"),
-            "422": _error(
-                "A field is missing or malformed, or nothing in `text` can be pronounced",
-                "missing_member_id",
-                "invalid_member_id",
-                "missing_text",
-                "invalid_text",
-                "empty_text",
-                "unspeakable_text",
-                "invalid_uuid",
-                "invalid_created_at",
-            ),
-            "429": _error(
-                "Too many requests, or too many of this client's jobs queued",
-                "rate_limited",
-                "too_many_queued_jobs",
-                headers=_RETRY_AFTER,
-            ),
-            "503": _error(
-                "No worker serves the member, or the queue or storage is unreachable",
-                "member_unavailable",
-                "service_unavailable",
-                headers=_RETRY_AFTER,
-            ),
-        },
-    }
-
-
-def _paths(max_content_length: int, media: bool) -> dict[str, Any]:
-    paths: dict[str, Any] = {
-        "/api/texts": {"post": _post_texts(max_content_length)},
-        "/api/jobs/{job_id}": {
-            "get": {
-                "operationId": "getJob",
-                "summary": "A job's status",
-                "parameters": [
-                    {
-                        "name": "job_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "format": "uuid"},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "Queued, running, done (with `url`) or failed (with "
-                        "`error`); a `url` is made for each answer.",
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/JobStatus"}}},
-                    },
-                    "401": _UNAUTHORIZED,
-                    "404": _error(
-                        "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`",
-                        "unknown_job",
-                        "not_found",
-                    ),
-                    "429": _RATE_LIMITED,
-                    "414": _URI_TOO_LONG,
-                    "503": _error(
-                        "The result backend or storage is unreachable",
-                        "service_unavailable",
-                        headers=_RETRY_AFTER,
-                    ),
-                },
-            }
-        },
-        "/v1/audio/speech": {"post": _post_speech(max_content_length)},
-        "/api/members": {
-            "get": {
-                "operationId": "listMembers",
-                "summary": "The voices, and whether a worker serves each",
-                "responses": {
-                    "200": {
-                        "description": "Every voice of the repository.",
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Members"}}},
-                    },
-                    "401": _UNAUTHORIZED,
-                    "429": _RATE_LIMITED,
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "health",
-                "summary": "The process is alive",
-                "responses": {
-                    "200": {
-                        "description": "Always, while the process answers.",
-                        "content": {JSON: {"schema": _object({"status": {"const": "ok"}})}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI 3.1 description of this deployment.",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        },
-    }
-    if media:
-        paths["/media/{key}"] = {"get": _media()}
-    paths.update(_web())
-    return paths
-
-
-def _web() -> dict[str, Any]:
-    """The web page (``api/web.py``): HTML at ``/`` and its two files under ``/web/``."""
-    return {
-        "/": {
-            "get": {
-                "operationId": "webPage",
-                "summary": "The web page: pick a member, type a text, hear it",
-                "description": "Plain HTML that loads `/web/style.css` and `/web/app.js` and "
-                "speaks this API; it asks for an API key where the deployment requires one.",
-                "responses": {
-                    "200": {
-                        "description": "The page.",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    },
-                    "304": {"description": "Not modified (`If-None-Match`)."},
-                },
-            }
-        },
-        "/web/{name}": {
-            "get": {
-                "operationId": "webAsset",
-                "summary": "The web page's stylesheet and script",
-                "parameters": [
-                    {
-                        "name": "name",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "enum": sorted(ASSETS)},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The file.",
-                        "content": {
-                            mimetype.split(";")[0]: {"schema": {"type": "string"}}
-                            for mimetype in ASSETS.values()
-                        },
-                    },
-                    "304": {"description": "Not modified (`If-None-Match`)."},
-                    "404": _error("No such file", "not_found"),
-                },
-            }
-        },
-    }
-
-
-def _media() -> dict[str, Any]:
-    wav = {"audio/wav": {"schema": {"type": "string", "contentMediaType": "audio/wav"}}}
-    return {
-        "operationId": "getMedia",
-        "summary": "A stored WAV (only with `file://` storage)",
-        "description": "Keys come from the server's URLs; nothing outside the storage root is "
-        "ever served.",
-        "parameters": [
-            {
-                "name": "key",
-                "in": "path",
-                "required": True,
-                "description": "`wav/{member}/{voice version}/{sha256}.wav` (its slashes may be "
-                "sent as they are).",
-                "schema": {"type": "string", "pattern": _KEY_PATTERN},
-            },
-            {
-                "name": "Range",
-                "in": "header",
-                "required": False,
-                "description": "A byte range, for seeking.",
-                "schema": {"type": "string"},
-            },
-        ],
-        "responses": {
-            "200": {
-                "description": "The whole file; cacheable for good (keys are content-addressed).",
-                "headers": {
-                    "ETag": {"required": True, "schema": {"type": "string"}},
-                    "Cache-Control": {"required": True, "schema": {"type": "string"}},
-                },
-                "content": wav,
-            },
-            "206": {
-                "description": "The requested range.",
-                "headers": {"Content-Range": {"required": True, "schema": {"type": "string"}}},
-                "content": wav,
-            },
-            "304": {"description": "Not modified (`If-None-Match`)."},
-            "404": _error("No such file", "not_found"),
-            "414": _URI_TOO_LONG,
-            "416": _error("The range is outside the file", "requested_range_not_satisfiable"),
-        },
-    }
-
-
-def build(
-    *, max_text_length: int = 1000, max_content_length: int = 64 * 1024, media: bool = True
-) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for a deployment with these limits (``media``: whether it
-    serves ``/media/{key}``, i.e. uses ``file://`` storage)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "moksori",
-            "version": API_VERSION,
-            "summary": "Korean text-to-speech: queue a text, get a WAV's URL.",
-            "description": 'Every error is `{"error": {"code": "...", "message": '
-            '"..."}}`: 4xx for what the client can fix, 503 (with `Retry-After`) when a '
-            "dependency is down. An unknown path is a `404` (`not_found`) and a method a path "
-            "does not support a `405` (`method_not_allowed`, with `Allow`), in the same shape.",
-        },
-        "paths": _paths(max_content_length, media),
-        "components": {
-            "schemas": _schemas(max_text_length),
-            "securitySchemes": {
-                "bearerAuth": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key, where the deployment requires one.",
-                }
-            },
-        },
-    }
-
-
-def for_settings(settings: Settings, media: bool) -> dict[str, Any]:
-    """The document for a deployment with ``settings``."""
-    return build(
-        max_text_length=settings.max_text_length,
-        max_content_length=settings.max_content_length,
-        media=media,
+class _Job(_Closed):
+    job_id: UUID
+    status_url: str = Field(description="Where to follow the job.")
+    uuid: UUID = Field(description="The client's `uuid`, or one generated for it.")
+    member_id: int = Field(ge=0)
+    created_at: str = Field(
+        description="The client's `created_at` in ISO 8601, or the time of the request."
     )
 
 
-@bp.get("/openapi.json")
-def openapi() -> Response:
-    spec = for_settings(current_app.config["MOKSORI"], media="media" in current_app.blueprints)
-    return jsonify(spec)
+_URL = Field(
+    description="Where the WAV is: the API's `/media/` for local files; for GCS a V4 signed URL "
+    "made for this answer (valid for `MOKSORI_SIGNED_URL_TTL` seconds), or a plain URL when the "
+    "bucket is public."
+)
+_DURATION = Field(description="Length of the audio in seconds (null when storage cannot tell).")
+_WHY = Field(description="Why the job failed, in a sentence.")
+
+
+class TextQueued(_Job):
+    model_config = ConfigDict(
+        openapi_extra={
+            "description": "Queued: follow `status_url`.",
+            "headers": LOCATION,
+            "links": _TO_JOB,
+        }
+    )
+
+    status: Literal["queued"]
+    cached: Literal[False]
+
+
+class TextDone(_Job):
+    status: Literal["done"]
+    cached: bool
+    url: str = _URL
+    duration_s: float | None = _DURATION
+
+
+class TextFailed(_Job):
+    status: Literal["failed"]
+    cached: Literal[False]
+    error: str = _WHY
+
+
+class TextFinished(RootModel[Annotated[TextDone | TextFailed, Field(discriminator="status")]]):
+    """Already stored (``cached``), or finished within ``?wait``."""
+
+    model_config = ConfigDict(
+        openapi_extra={
+            "description": "Done (or failed) already: stored before, or finished in time.",
+            "headers": LOCATION,
+            "links": _TO_JOB,
+        }
+    )
+
+
+class JobPending(_Closed):
+    job_id: UUID
+    status: Literal["queued", "running"]
+
+
+class JobDone(_Closed):
+    job_id: UUID
+    status: Literal["done"]
+    url: str = _URL
+    duration_s: float | None = _DURATION
+
+
+class JobFailed(_Closed):
+    job_id: UUID
+    status: Literal["failed"]
+    error: str = _WHY
+
+
+class JobStatus(
+    RootModel[Annotated[JobPending | JobDone | JobFailed, Field(discriminator="status")]]
+):
+    model_config = ConfigDict(
+        openapi_extra={
+            "description": "Queued, running, done (with `url`) or failed (with `error`); a "
+            "`url` is made for each answer."
+        }
+    )
+
+
+class Member(_Closed):
+    id: int = Field(ge=0)
+    name: str
+    sample_rate: int = Field(ge=1)
+    version: str
+    vocoder: str = Field(examples=["hifigan", "griffin-lim"])
+    served: bool | None = Field(
+        description="Whether a worker consumes the member's queue (null: the broker cannot tell)."
+    )
+
+
+class Members(_Closed):
+    model_config = ConfigDict(openapi_extra={"description": "Every voice of the repository."})
+
+    members: list[Member]
+
+
+class MoksoriAPI(OpenAPI):
+    """flask-openapi3's app, finishing its generated document with this deployment's limits."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        _finish(self.spec_json, self.config["MOKSORI"])
+
+
+def _finish(spec: dict[str, Any], settings: Any) -> None:
+    """Put the run-time limits into the document, and drop the generic "422: a list of
+    validation errors" flask-openapi3 adds to every operation (ours are documented per route)."""
+    for path_item in spec["paths"].values():
+        for operation in path_item.values():
+            invalid = operation["responses"].get("422", {}).get("content", {}).get(JSON, {})
+            if invalid.get("schema", {}).get("type") == "array":
+                del operation["responses"]["422"]
+            if "requestBody" in operation:
+                operation["requestBody"]["description"] = (
+                    f"At most {settings.max_content_length} bytes (`MOKSORI_MAX_CONTENT_LENGTH`); "
+                    "a larger body is a 413 (`request_entity_too_large`)."
+                )
+    schemas = spec["components"]["schemas"]
+    if any(OPENAI_ERROR_REF in str(item) for item in spec["paths"].values()):
+        openai = OpenAIError.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(openai.pop("$defs", {}))
+        schemas[OpenAIError.__name__] = openai
+    if "SpeechRequest" in schemas:  # the same text checks as /api/texts
+        text = schemas["SpeechRequest"]["properties"]["input"]
+        text.update(minLength=1, maxLength=settings.max_text_length, pattern=r"\S")
+    if TextRequest.__name__ in schemas:
+        schemas[TextRequest.__name__]["properties"]["text"]["maxLength"] = settings.max_text_length
+
+
+bp = APIBlueprint(
+    "openapi",
+    __name__,
+    static_folder=str(SWAGGER_ASSETS),
+    static_url_path="/docs/swagger",
+    abp_tags=[Tag(name="docs", description="This API's own description.")],
+)
+
+
+@bp.get(
+    "/openapi.json",
+    operation_id="openapi",
+    summary="This document",
+    responses={
+        200: {
+            "description": "The OpenAPI 3.1 description of this deployment.",
+            "content": {JSON: {"schema": {"type": "object"}}},
+        }
+    },
+)
+def spec() -> Response:
+    return jsonify(current_app.api_doc)  # type: ignore[attr-defined]
+
+
+@bp.get(
+    "/docs",
+    operation_id="docs",
+    summary="Swagger UI for this document",
+    responses={
+        200: {
+            "description": "Swagger UI, served with its assets by this API (no CDN).",
+            "content": {HTML: {"schema": {"type": "string"}}},
+        }
+    },
+)
+def docs() -> str:
+    return render_template_string(
+        _SWAGGER_PAGE,
+        base=url_for("openapi.docs") + "/",
+        doc_url=url_for("openapi.spec"),
+        swagger_config=current_app.config.get("SWAGGER_CONFIG"),
+        oauth_config=None,
+    )

@@ -130,8 +130,16 @@ class JobService:
             )
         return voice
 
-    def submit(self, req: TextRequest, base_url: str, client: str) -> Submission:
-        """Answer from the cache, join an identical job in flight, or queue a new synthesis.
+    def submit(
+        self,
+        req: TextRequest,
+        base_url: str,
+        client: str,
+        fmt: str = DEFAULT_FORMAT,
+        speed: float = DEFAULT_SPEED,
+    ) -> Submission:
+        """Answer from the cache, join an identical job in flight, or queue a new synthesis
+        (a WAV at the voice's own rate unless ``fmt`` and ``speed`` say otherwise).
 
         4xx for bad input; 429 when ``client`` already has its cap of jobs queued or running;
         503 when no worker serves the member or the queue is down."""
@@ -147,8 +155,8 @@ class JobService:
             voice.version,
             req.text,
             self.settings.sentence_pause,
-            req.format,
-            req.speed,
+            fmt,
+            speed,
         )
         stored = self._lookup(key)
         if stored is not None:
@@ -186,10 +194,10 @@ class JobService:
         message["voice_version"] = voice.version  # the job runs on the version its key names
         request_id = logs.current("request_id")
         # Only when asked for: a worker that predates these fields still runs every WAV job.
-        if req.format != DEFAULT_FORMAT:
-            message["format"] = req.format
-        if req.speed != DEFAULT_SPEED:
-            message["speed"] = req.speed
+        if fmt != DEFAULT_FORMAT:
+            message["format"] = fmt
+        if speed != DEFAULT_SPEED:
+            message["speed"] = speed
         try:
             self.celery.send_task(
                 TASK_NAME,

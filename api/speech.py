@@ -17,20 +17,28 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from flask import Blueprint, Response, current_app, request
+from flask import Response, current_app, request
+from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from api.auth import client_id
 from api.errors import ApiError
+from api.openapi import BEARER_OPTIONAL, RETRY_AFTER, URI_TOO_LONG, openai_error
+from api.requestlog import bind_job
 from api.service import JobService
-from api.validation import TextRequest, check_text, json_body
+from api.validation import TextRequest, json_body
 from common.audio_formats import FORMATS, MAX_SPEED, MIN_SPEED, output_rate
 from common.jobs import UNSPEAKABLE
 from voice_model.repository import VoiceSpec
 
 _LOGGER = logging.getLogger(__name__)
 
-bp = Blueprint("openai", __name__, url_prefix="/v1")
+bp = APIBlueprint(
+    "openai",
+    __name__,
+    url_prefix="/v1",
+    abp_tags=[Tag(name="openai", description="OpenAI-compatible text to speech.")],
+)
 
 MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "moksori")
 """Model names accepted for compatibility. They all mean the same thing here: the voice is the
@@ -43,7 +51,10 @@ class SpeechRequest(BaseModel):
     """The body of ``POST /v1/audio/speech``, as OpenAI defines it (fields OpenAI has that this
     server does not use, such as ``instructions``, are ignored)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        openapi_extra={"example": {"model": "tts-1", "voice": "1", "input": "안녕하세요!"}},
+    )
 
     model: StrictStr = Field(description=f"One of {', '.join(MODELS)}; all mean the same.")
     input: StrictStr = Field(description="The text to say (`MOKSORI_MAX_TEXT_LENGTH` at most).")
@@ -67,7 +78,7 @@ def _invalid(param: str, code: str, message: str, status: int = 400) -> ApiError
     return ApiError(status, code, message, param=param)
 
 
-def _from_validation(error: ValidationError) -> ApiError:
+def from_validation(error: ValidationError) -> ApiError:
     """The first problem pydantic found, as one OpenAI error naming the field."""
     first = error.errors(include_url=False)[0]
     param = str(first["loc"][0]) if first["loc"] else ""
@@ -90,7 +101,7 @@ def parse_speech_request(payload: dict[str, Any]) -> SpeechRequest:
     try:
         return SpeechRequest.model_validate(payload)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise from_validation(exc) from None
 
 
 def resolve_voice(voices: dict[int, VoiceSpec], voice: int | str) -> VoiceSpec:
@@ -109,11 +120,87 @@ def resolve_voice(voices: dict[int, VoiceSpec], voice: int | str) -> VoiceSpec:
     return found
 
 
-@bp.post("/audio/speech")
-def create_speech() -> Response:
+_AUDIO = {
+    fmt.content_type: {"schema": {"type": "string", "contentMediaType": fmt.content_type}}
+    for fmt in FORMATS.values()
+}
+
+
+@bp.before_request
+def _json_object() -> None:
+    """A body that is not a JSON object is refused (415/400) before the model reads it."""
+    if request.endpoint == "openai.create_speech" and request.method == "POST":
+        json_body(request)
+
+
+@bp.post(
+    "/audio/speech",
+    operation_id="createSpeech",
+    summary="OpenAI-compatible text to speech: the audio itself",
+    description="Goes through the same queue, cache and storage as `POST /api/texts`, waits for "
+    "the job (`MOKSORI_SPEECH_TIMEOUT`) and answers with the audio's bytes. Errors are OpenAI's "
+    "shape, `{error: {message, type, param, code}}`.",
+    security=BEARER_OPTIONAL,
+    responses={
+        200: {
+            "description": "The audio: wav, mp3 and flac at the voice's rate, opus (in Ogg) and "
+            "pcm (raw 16-bit little-endian mono) at 24 kHz.",
+            "headers": {
+                "X-Sample-Rate": {
+                    "description": "The audio's sample rate in Hz.",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            },
+            "content": _AUDIO,
+        },
+        400: openai_error(
+            "Not JSON or not an object, a field missing or malformed, an unknown voice or "
+            "format, a speed outside 0.25-4, or an `input` that is blank, too long or has "
+            "nothing to pronounce",
+            "invalid_json",
+            "missing_required_parameter",
+            "invalid_value",
+            "unsupported_format",
+            "invalid_speed",
+            "unknown_voice",
+            "missing_text",
+            "invalid_text",
+            "empty_text",
+            "text_too_long",
+            "unspeakable_text",
+        ),
+        401: openai_error("A missing or wrong API key", "unauthorized", "invalid_api_key"),
+        404: openai_error("A model name this server does not accept", "model_not_found"),
+        413: openai_error(
+            "The body is over `MOKSORI_MAX_CONTENT_LENGTH`", "request_entity_too_large"
+        ),
+        414: URI_TOO_LONG,
+        415: openai_error("The body is not `application/json`", "unsupported_media_type"),
+        429: openai_error(
+            "Too many requests, or too many of this client's jobs queued",
+            "rate_limited",
+            "too_many_queued_jobs",
+            headers=RETRY_AFTER,
+        ),
+        500: openai_error("The synthesis failed", "synthesis_failed"),
+        503: openai_error(
+            "No worker serves the member, or the queue or storage is unreachable",
+            "member_unavailable",
+            "service_unavailable",
+            headers=RETRY_AFTER,
+        ),
+        504: openai_error(
+            "Not ready within `MOKSORI_SPEECH_TIMEOUT`: the job goes on, and the same request "
+            "again joins it",
+            "timeout",
+            headers=RETRY_AFTER,
+        ),
+    },
+)
+def create_speech(body: SpeechRequest) -> Response:
     """Say ``input`` in ``voice``'s voice; 200 with the audio bytes in ``response_format``."""
     service = _service()
-    body = parse_speech_request(json_body(request))
     if body.model not in MODELS:
         raise ApiError(
             404,
@@ -123,20 +210,27 @@ def create_speech() -> Response:
         )
     voice = resolve_voice(service.voices, body.voice)
     try:
-        text = check_text(body.input, service.settings.max_text_length)
-        req = TextRequest(
-            member_id=voice.member_id,
-            text=text,
-            uuid=str(uuid.uuid4()),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            format=body.response_format,
-            speed=round(body.speed, 3),
+        req = TextRequest.model_validate(
+            {
+                "member_id": voice.member_id,
+                "text": body.input,
+                "uuid": str(uuid.uuid4()),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
         )
-        submission = service.submit(req, request.host_url, client_id())
+    except ValidationError as exc:  # the text's own checks: OpenAI answers these with 400
+        first = exc.errors(include_url=False)[0]
+        raise _invalid("input", first["type"], first["msg"]) from None
+    speed = round(body.speed, 3)
+    try:
+        submission = service.submit(
+            req, request.host_url, client_id(), fmt=body.response_format, speed=speed
+        )
     except ApiError as exc:
         if exc.status in {413, 422}:  # the text's own checks: OpenAI answers these with 400
             raise _invalid("input", exc.code, exc.message) from None
         raise
+    bind_job(submission.job_id)
     key = submission.key
     if not submission.cached:
         key = _wait_for(service, submission.job_id)
@@ -155,7 +249,7 @@ def create_speech() -> Response:
         submission.job_id,
         voice.member_id,
         fmt.name,
-        req.speed,
+        speed,
         len(data),
         " (cached)" if submission.cached else "",
     )

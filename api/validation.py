@@ -1,80 +1,96 @@
-"""Parsing of request bodies and query strings into typed values, with one clear error each."""
+"""Request models: pydantic v2 models that validate requests and generate ``/openapi.json``.
+
+flask-openapi3 reads a view's ``query``/``path``/``body`` annotations both to validate the request
+and to write the operation's parameters and request body, so the documented contract is the code.
+Each field's validator raises a :class:`PydanticCustomError` whose *type* is our stable error
+code (``invalid_member_id``, ``text_too_long``, ...); :func:`validation_error` turns the first
+error of a request into our one error shape with the status :data:`CODES` gives that code.
+"""
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid as uuid_mod
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any, NoReturn
 
-from flask import Request
+from flask import Request, current_app, has_app_context, has_request_context, request
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
-from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED
+from common.storage import is_key
 
 MAX_WAIT_S = 60
+MAX_MEMBER_ID = 2**31 - 1
+KEY_PATTERN = r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$"
+# member_id as the code reads it: a JSON integer, or a string of ASCII digits (the React client
+# sends either); whitespace around the digits is ASCII only.
+_MEMBER_ID_STRING = r"^[ \t\n\r\x0b\x0c]*[0-9]+[ \t\n\r\x0b\x0c]*$"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+CODES: dict[str, int] = {
+    "missing_member_id": 422,
+    "invalid_member_id": 422,
+    "missing_text": 422,
+    "invalid_text": 422,
+    "empty_text": 422,
+    "text_too_long": 413,
+    "invalid_uuid": 422,
+    "invalid_created_at": 422,
+    "invalid_wait": 400,
+    "unknown_job": 404,
+    "not_found": 404,
+}
+"""Every code request validation can answer with, and its HTTP status."""
 
-@dataclass(frozen=True)
-class TextRequest:
-    """A ``POST /api/texts`` body, in the shape the existing React client sends."""
-
-    member_id: int
-    text: str
-    uuid: str
-    created_at: str
-    format: str = DEFAULT_FORMAT
-    """Output format (``/v1/audio/speech`` only; ``/api/texts`` always makes a WAV)."""
-    speed: float = DEFAULT_SPEED
-    """Speaking rate (``/v1/audio/speech`` only)."""
+_FIELD_CODES = {"job_id": "unknown_job", "key": "not_found"}
+"""The code for a value of these fields that a stock pydantic check (a pattern, a bound) refused;
+any other field's is ``invalid_<field>`` (and a missing one ``missing_<field>``)."""
 
 
-def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or a 415/400 explaining why there is none."""
-    if not request.is_json:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "Send the body as JSON with Content-Type: application/json.",
-        )
-    try:
-        payload = request.get_json(silent=True)
-    except RecursionError:  # "[[[[...": silent only covers ValueError (it was a 500)
-        raise ApiError(400, "invalid_json", "The request body is nested too deeply.") from None
-    if payload is None:
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
-    if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
-    return payload
+def _fail(code: str, message: str, **context: Any) -> NoReturn:
+    raise PydanticCustomError(code, message, context or None)
+
+
+def no_default(schema: dict[str, Any]) -> None:
+    """A default the server fills in (a new UUID, now) is not a literal ``null`` to document."""
+    schema.pop("default", None)
 
 
 def _member_id(value: Any) -> int:
     if isinstance(value, bool) or value is None:
-        raise ApiError(422, "invalid_member_id", "member_id must be an integer.")
+        _fail("invalid_member_id", "member_id must be an integer.")
     if isinstance(value, str) and value.isascii() and value.strip().isdigit():
         value = int(value)
-    if not isinstance(value, int) or not 0 <= value < 2**31:
-        raise ApiError(422, "invalid_member_id", "member_id must be a non-negative integer.")
+    if not isinstance(value, int) or not 0 <= value <= MAX_MEMBER_ID:
+        _fail("invalid_member_id", "member_id must be a non-negative integer.")
     return value
 
 
-def check_text(value: Any, max_length: int) -> str:
-    """A text to say: a non-blank string of valid Unicode, at most ``max_length`` characters."""
+def _max_text_length() -> int | None:
+    """``MOKSORI_MAX_TEXT_LENGTH`` of the app answering (a runtime setting, not a constant)."""
+    return current_app.config["MOKSORI"].max_text_length if has_app_context() else None
+
+
+def _text(value: Any) -> str:
     if value is None:
-        raise ApiError(422, "missing_text", "text is required.")
+        _fail("missing_text", "text is required.")
     if not isinstance(value, str):
-        raise ApiError(422, "invalid_text", "text must be a string.")
+        _fail("invalid_text", "text must be a string.")
     if not value.strip():
-        raise ApiError(422, "empty_text", "text is empty.")
+        _fail("empty_text", "text is empty.")
     if not value.isascii() and _SURROGATE.search(value):  # JSON's \ud800 escapes allow them
-        raise ApiError(422, "invalid_text", "text is not valid Unicode (a lone surrogate).")
-    if len(value) > max_length:
-        raise ApiError(
-            413,
+        _fail("invalid_text", "text is not valid Unicode (a lone surrogate).")
+    limit = _max_text_length()
+    if limit is not None and len(value) > limit:
+        _fail(
             "text_too_long",
-            f"text has {len(value)} characters; the limit is {max_length}.",
+            "text has {length} characters; the limit is {limit}.",
+            length=len(value),
+            limit=limit,
         )
     return value
 
@@ -83,11 +99,11 @@ def _uuid(value: Any) -> str:
     if value is None:
         return str(uuid_mod.uuid4())
     if not isinstance(value, str):
-        raise ApiError(422, "invalid_uuid", "uuid must be a string holding a UUID.")
+        _fail("invalid_uuid", "uuid must be a string holding a UUID.")
     try:
         return str(uuid_mod.UUID(value))
     except ValueError:
-        raise ApiError(422, "invalid_uuid", "uuid is not a valid UUID.") from None
+        _fail("invalid_uuid", "uuid is not a valid UUID.")
 
 
 def _created_at(value: Any) -> str:
@@ -99,31 +115,201 @@ def _created_at(value: Any) -> str:
                 return parse(value).isoformat()
             except ValueError:
                 continue
-    raise ApiError(422, "invalid_created_at", "created_at must be an ISO 8601 date or date-time.")
+    _fail("invalid_created_at", "created_at must be an ISO 8601 date or date-time.")
 
 
-def parse_text_request(payload: dict[str, Any], max_length: int) -> TextRequest:
-    """Validate a ``POST /api/texts`` body (unknown extra fields are ignored)."""
-    if "member_id" not in payload:
-        raise ApiError(422, "missing_member_id", "member_id is required.")
-    return TextRequest(
-        member_id=_member_id(payload["member_id"]),
-        text=check_text(payload.get("text"), max_length),
-        uuid=_uuid(payload.get("uuid")),
-        created_at=_created_at(payload.get("created_at")),
+class TextRequest(BaseModel):
+    """A ``POST /api/texts`` body, in the shape the existing React client sends."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "description": "The existing React client's fields; unknown fields are ignored."
+        },
+        openapi_extra={
+            "example": {
+                "member_id": 1,
+                "text": "안녕하세요!",
+                "uuid": "022db29c-d0e2-11e5-bb4c-60f81dca7676",
+                "created_at": "2022-08-22",
+            }
+        },
     )
 
+    member_id: Annotated[
+        int,
+        BeforeValidator(_member_id),
+        WithJsonSchema(
+            {
+                "description": "Whose voice: a non-negative integer (a string of digits is read "
+                "as one).",
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": MAX_MEMBER_ID},
+                    {"type": "string", "pattern": _MEMBER_ID_STRING},
+                ],
+            }
+        ),
+    ]
+    text: Annotated[
+        str,
+        # Constraints before the validator, or pydantic leaves the pattern out of the schema.
+        Field(
+            min_length=1,
+            pattern=r"\S",
+            description="What to say: not blank, at most `MOKSORI_MAX_TEXT_LENGTH` characters "
+            "(`maxLength`, this deployment's setting), and with something pronounceable "
+            "(Hangul, Latin letters or digits).",
+        ),
+        BeforeValidator(_text),
+    ]
+    uuid: Annotated[
+        str,
+        BeforeValidator(_uuid),
+        WithJsonSchema(
+            {
+                "anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
+                "description": "Echoed back, hyphenated; generated when absent or null (braces, "
+                "`urn:uuid:` and 32 bare hex digits are read as a UUID too).",
+            }
+        ),
+    ] = Field(default=None, validate_default=True, json_schema_extra=no_default)
+    created_at: Annotated[
+        str,
+        BeforeValidator(_created_at),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "string", "format": "date"},
+                    {"type": "string", "format": "date-time", "maxLength": 64},
+                ],
+                "description": "An ISO 8601 date or date-time, echoed back; now when absent or "
+                "null.",
+            }
+        ),
+    ] = Field(default=None, validate_default=True, json_schema_extra=no_default)
 
-def wait_seconds(values: list[str]) -> int:
-    """The ``?wait=N`` query parameter (every value given for it): 0 when absent, else one
-    whole number 1..60. An empty or repeated ``wait`` is refused, not read as absent."""
-    if not values:
-        return 0
-    raw = values[0]
-    if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_WAIT_S:
-        raise ApiError(
-            400,
+
+class RequestModel(BaseModel):
+    """A query or header model: flask-openapi3 asks for its JSON schema on every request it
+    validates (to tell lists from scalars), which costs ~1 ms each time; the schema of a class
+    never changes, so it is made once."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = (args, tuple(sorted(kwargs.items())))
+        cache = cls.__dict__.get("_moksori_schemas")
+        if cache is None:
+            cache = {}
+            type.__setattr__(cls, "_moksori_schemas", cache)
+        if key not in cache:
+            cache[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(cache[key])
+
+
+def _wait(value: Any) -> int:
+    given = request.args.getlist("wait") if has_request_context() else [value]
+    if (
+        len(given) > 1
+        or not isinstance(value, str)
+        or not (value.isascii() and value.isdigit())
+        or not 1 <= int(value) <= MAX_WAIT_S
+    ):
+        _fail(
             "invalid_wait",
-            f"wait must be given once, a whole number of seconds from 1 to {MAX_WAIT_S}.",
+            "wait must be given once, a whole number of seconds from 1 to {max}.",
+            max=MAX_WAIT_S,
         )
-    return int(raw)
+    return int(value)
+
+
+class TextQuery(RequestModel):
+    """``POST /api/texts``'s query string."""
+
+    wait: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_WAIT_S)] | SkipJsonSchema[None],
+        BeforeValidator(_wait),
+        Field(
+            description="Wait up to this many seconds for the job to finish (given once; an "
+            "empty or repeated `wait` is a 400).",
+            json_schema_extra=no_default,
+        ),
+    ] = None
+
+
+def _job_id(value: Any) -> str:
+    try:
+        return str(uuid_mod.UUID(value))
+    except (TypeError, ValueError):
+        _fail("unknown_job", "There is no job with this id (or it has expired).")
+
+
+class JobPath(BaseModel):
+    """``GET /api/jobs/{job_id}``: any UUID spelling is read; anything else is an unknown job."""
+
+    job_id: Annotated[
+        str, BeforeValidator(_job_id), WithJsonSchema({"type": "string", "format": "uuid"})
+    ]
+
+
+def _media_key(value: Any) -> str:
+    if not isinstance(value, str) or not is_key(value):
+        _fail("not_found", "There is no such audio file.")
+    return value
+
+
+class MediaPath(BaseModel):
+    """``GET /media/{key}``: only keys of the shape the server builds are looked up."""
+
+    key: Annotated[
+        str,
+        Field(
+            pattern=KEY_PATTERN,
+            description="`wav/{member}/{voice version}/{sha256}.wav` (its slashes may be sent "
+            "as they are).",
+        ),
+        BeforeValidator(_media_key),
+    ]
+
+
+def json_body(req: Request) -> dict[str, Any]:
+    """The request's JSON object, or a 415/400 explaining why there is none.
+
+    Run before the body model (a ``before_request`` hook): the model only ever sees an object,
+    and a body nested too deeply to parse is a 400, not the ``RecursionError`` it would raise.
+    """
+    if not req.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+    try:
+        payload = req.get_json(silent=True)
+    except RecursionError:  # "[[[[...": silent only covers ValueError (it was a 500)
+        raise ApiError(400, "invalid_json", "The request body is nested too deeply.") from None
+    if payload is None:
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    return payload
+
+
+def validation_error(exc: ValidationError) -> NoReturn:
+    """flask-openapi3's ``validation_error_callback``: the request's first error (fields are
+    checked in the model's order) as an :class:`ApiError` with our code and status; a
+    ``/v1/audio/speech`` body's in OpenAI's terms (:func:`api.speech.from_validation`)."""
+    if exc.title == "SpeechRequest":
+        from api.speech import from_validation  # imported here: api.speech imports this module
+
+        raise from_validation(exc)
+    first = exc.errors(include_url=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    if first["type"] in CODES:  # one of our validators
+        code, message = first["type"], first["msg"]
+    elif first["type"] == "missing":
+        code, message = f"missing_{field}", f"{field} is required."
+    else:  # a stock pydantic check (a pattern, a bound)
+        code = _FIELD_CODES.get(field, f"invalid_{field}")
+        message = f"{field}: {first['msg']}."
+    raise ApiError(CODES.get(code, 422), code, message)

@@ -9,12 +9,18 @@ table: a client's string never becomes a file path.
 from __future__ import annotations
 
 from importlib import resources
+from typing import Annotated, Any
 
-from flask import Blueprint, Response, request
+from flask import Response, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, BeforeValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from api.errors import ApiError
+from api.openapi import HTML, error
 
-bp = Blueprint("web", __name__)
+bp = APIBlueprint(
+    "web", __name__, abp_tags=[Tag(name="web", description="A page to try the voices.")]
+)
 
 ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
@@ -30,23 +36,64 @@ CSP = (
 )
 
 
+def _asset_name(value: Any) -> str:
+    if not isinstance(value, str) or value not in ASSETS:
+        raise PydanticCustomError("not_found", "There is no such file of the web page.")
+    return value
+
+
+class AssetPath(BaseModel):
+    """``GET /web/{name}``: one of the page's fixed file names."""
+
+    name: Annotated[
+        str,
+        BeforeValidator(_asset_name),
+        WithJsonSchema({"type": "string", "enum": sorted(ASSETS)}),
+    ]
+
+
+NOT_MODIFIED = {"description": "Not modified (`If-None-Match`)."}
+
+
 def _read(name: str) -> bytes:
     return resources.files("api").joinpath("web", name).read_bytes()
 
 
-@bp.get("/")
+@bp.get(
+    "/",
+    operation_id="webPage",
+    summary="The web page: pick a member, type a text, hear it",
+    description="Plain HTML that loads `/web/style.css` and `/web/app.js` and speaks this API; "
+    "it asks for an API key where the deployment requires one.",
+    responses={
+        200: {"description": "The page.", "content": {HTML: {"schema": {"type": "string"}}}},
+        304: NOT_MODIFIED,
+    },
+)
 def index() -> Response:
     """The page: pick a member, type a text, press play."""
     return _conditional(_read("index.html"), "text/html; charset=utf-8")
 
 
-@bp.get("/web/<name>")
-def asset(name: str) -> Response:
+@bp.get(
+    "/web/<name>",
+    operation_id="webAsset",
+    summary="The web page's stylesheet and script",
+    responses={
+        200: {
+            "description": "The file.",
+            "content": {
+                mimetype.split(";")[0]: {"schema": {"type": "string"}}
+                for mimetype in ASSETS.values()
+            },
+        },
+        304: NOT_MODIFIED,
+        404: error("No such file", "not_found"),
+    },
+)
+def asset(path: AssetPath) -> Response:
     """The page's stylesheet and script, by their fixed names."""
-    mimetype = ASSETS.get(name)
-    if mimetype is None:
-        raise ApiError(404, "not_found", "There is no such file of the web page.")
-    return _conditional(_read(name), mimetype)
+    return _conditional(_read(path.name), ASSETS[path.name])
 
 
 def _conditional(body: bytes, mimetype: str) -> Response:

@@ -217,6 +217,14 @@ def test_bad_input_gets_a_clear_4xx(
     assert client.get("/healthz").status_code == 200  # and the service keeps serving
 
 
+def test_query_errors_come_before_body_errors(client: FlaskClient) -> None:
+    """A bad ``?wait`` is named even when the body is not JSON either (the query is checked
+    first), and a good one lets the body's own error through."""
+    assert_error(client.post("/api/texts?wait=0", data="x"), 400, "invalid_wait")
+    assert_error(client.post("/api/texts?wait=5", data="x"), 415, "unsupported_media_type")
+    assert_error(post(client, [1], "?wait=x"), 400, "invalid_wait")
+
+
 @pytest.mark.parametrize("query", ["0", "61", "abc", "-1", "1.5", "", "5&wait=5", "&wait=x"])
 def test_bad_wait_is_refused(client: FlaskClient, query: str) -> None:
     """Anything but one whole number from 1 to 60 (schemathesis found ``?wait=&wait=x``

@@ -26,6 +26,7 @@ import requests
 from launcher.processes import REPO
 from tests import report
 from tests.conftest import Stack, base_env, running_stack
+from tests.test_openapi import docs_assets
 
 pytestmark = pytest.mark.integration
 
@@ -116,8 +117,8 @@ def test_schemathesis_finds_nothing(fuzz_stack: Stack, tmp_path: Path) -> None:
     assert result.returncode == 0, output
     assert run["complete"] and run["exit_code"] == 0, output
     assert run["failures"] == [] and run["errors"] == [], output
-    # 8: the API's five, the web page (/ and /web/{name}) and /v1/audio/speech
-    assert run["operations"]["tested"] == run["operations"]["total"] == 8, run["operations"]
+    # 9: the API's five, /docs, the web page (/ and /web/{name}) and /v1/audio/speech
+    assert run["operations"]["tested"] == run["operations"]["total"] == 9, run["operations"]
 
     statuses = Counter(entry["response"]["status"] for entry in entries)
     assert not [s for s in statuses if s >= 500], statuses
@@ -142,9 +143,25 @@ def test_schemathesis_finds_nothing(fuzz_stack: Stack, tmp_path: Path) -> None:
     report.record(
         "fuzzing",
         f"schemathesis {'/'.join(PHASES)}, valid and invalid data: {len(entries)} generated "
-        f"requests over 6 operations ({summary})",
+        f"requests over {run['operations']['total']} operations ({summary})",
         "no 5xx, no schema/status/content-type/header violation, every invalid input a 4xx, "
         "no request unanswered",
         len(accepted),
         len(lost),
     )
+
+
+def test_docs_under_gunicorn_need_no_internet(fuzz_stack: Stack) -> None:
+    """Through the real HTTP server, /docs is Swagger UI for this API's /openapi.json, and
+    every asset it loads is answered by the API itself (no CDN: it works offline)."""
+    page = requests.get(f"{fuzz_stack.base}/docs", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert 'new URL("/openapi.json"' in page.text
+    assets = docs_assets(page.text, page.url)
+    assert len(assets) == 4, assets
+    for url in assets:
+        assert url.startswith(f"{fuzz_stack.base}/docs/swagger/"), url
+        answer = requests.get(url, timeout=10)
+        assert answer.status_code == 200 and len(answer.content) > 500, url
+    spec = requests.get(f"{fuzz_stack.base}/openapi.json", timeout=10).json()
+    assert spec["openapi"] == "3.1.0" and "/docs" in spec["paths"]
