@@ -38,9 +38,9 @@ _LOGGER = logging.getLogger(__name__)
 
 bp = Blueprint("readiness", __name__)
 
-ANSWER_WITHIN_S = 0.9
+ANSWER_WITHIN_S = 0.75
 """The whole answer's budget: every check is started at once and waited for this long."""
-CHECK_TIMEOUT_S = 0.8
+CHECK_TIMEOUT_S = 0.7
 """Each check's own bound (connect, handshake, each reply, each storage call)."""
 TTL_S = {"broker": 1.0, "storage": 5.0}
 """How long a check's result is reused; storage is probed at most once per 5 s per process."""
