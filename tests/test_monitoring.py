@@ -202,3 +202,23 @@ def test_monitoring_app_needs_neither_torch_nor_voices(stack: Stack, tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["127.0.0.1:5672//", "[]"]
+
+
+def test_compose_runs_flower_from_the_light_image() -> None:
+    """docker-compose.yml's opt-in `flower` service runs this app's Flower from the API image
+    (no torch), refuses to start without basic-auth credentials, and has a healthcheck; the
+    image installs Flower and carries common/; the worker's healthcheck pings through it too."""
+    import yaml
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    flower = services["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    assert flower["build"]["dockerfile"] == "Dockerfile.api"
+    command = flower["command"][-1]
+    assert f"celery -A {APP} flower" in command and "FLOWER_BASIC_AUTH" in command
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    assert f"celery -A {APP} inspect ping" in services["worker"]["healthcheck"]["test"][-1]
+    requirements = (REPO / "requirements-api.txt").read_text(encoding="utf-8")
+    assert "\nflower==" in requirements
+    assert "COPY common/ common/" in (REPO / "Dockerfile.api").read_text(encoding="utf-8")
