@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+import schemathesis
 
 from api import create_app
 from api.readiness import TTL_S
@@ -54,10 +55,14 @@ def booted(api: Process, processes: int = 2, timeout: float = 60) -> None:
 
 
 def readyz(base: str) -> tuple[requests.Response, float]:
-    """The answer to ``GET /readyz`` and how long it took, in seconds."""
+    """The answer to ``GET /readyz`` and how long it took, in seconds; the answer is checked
+    against the API's own OpenAPI document (status, headers and body schema)."""
     started = time.perf_counter()
     response = requests.get(f"{base}/readyz", timeout=10)
-    return response, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    spec = requests.get(f"{base}/openapi.json", timeout=10).json()
+    schemathesis.openapi.from_dict(spec)["/readyz"]["GET"].validate_response(response)
+    return response, elapsed
 
 
 @contextmanager
@@ -204,3 +209,32 @@ def test_gcs_probe_writes_and_removes_an_object(
     assert not list(storage._bucket.list_blobs(prefix="ready-probe/"))
     with pytest.raises(StorageError, match="cannot write to gs://no-such-bucket"):
         GCSStorage("no-such-bucket", "x", public_bucket=True).probe(timeout=2)
+
+
+def test_embedded_broker_is_ready_with_workers_unknown(tmp_path: Path, voice_dir: Path) -> None:
+    """On the embedded filesystem broker (``make run``'s default) /readyz is 200 with the
+    workers check ``unknown`` (that broker keeps no consumer list), and 503 naming the broker
+    when its folder is gone and cannot be written."""
+    settings = {
+        "broker_url": "filesystem://",
+        "broker_dir": tmp_path / "broker",
+        "result_backend": f"db+sqlite:///{tmp_path / 'results.sqlite'}",
+        "storage_url": f"file://{tmp_path / 'media'}",
+        "voice_dir": voice_dir,
+    }
+    client = create_app(settings).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.get_json()
+    checks = response.get_json()["checks"]
+    assert checks["workers"]["status"] == "unknown"
+    assert "filesystem broker" in checks["workers"]["detail"]
+    assert {checks["broker"]["status"], checks["storage"]["status"]} == {"ok"}
+
+    (tmp_path / "broker" / "queue").rmdir()
+    (tmp_path / "broker" / "queue").write_bytes(b"")  # a file where the folder was
+    time.sleep(TTL_S["broker"] + 0.1)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["checks"]["broker"]["status"] == "failed"
+    assert "not writable" in body["checks"]["broker"]["detail"]
