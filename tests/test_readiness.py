@@ -41,6 +41,8 @@ def stack(
         torch_threads="1",
     )
     with running_stack(env, logs) as stack:
+        # The worker gives up member 4's queue (a broken voice) just after it starts consuming.
+        stack.worker.wait_for("stopped consuming", timeout=60)
         booted(stack.api)
         yield stack
 
