@@ -2,7 +2,8 @@
 
 Three checks, run side by side in a small thread pool, each with its own timeout:
 
-* ``broker``: a fresh connection to the broker (connect, handshake and replies each bounded);
+* ``broker``: a fresh connection to the broker (connect, handshake and replies each bounded;
+  not the publishing pool of :mod:`api.fleet`, whose timeouts are ``MOKSORI_PUBLISH_TIMEOUT``);
 * ``workers``: at least one worker consumes a member queue (RabbitMQ's consumer count of each
   member's queue, read on that same connection). The embedded filesystem broker keeps no
   consumer list, so there the answer is honestly ``unknown`` (and does not fail readiness);
@@ -62,7 +63,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Fleet:
+class QueueCounts:
     """What the broker check learned: consumers per member queue (None: the broker can't say)."""
 
     consumers: dict[int, int] | None
@@ -120,7 +121,7 @@ class Readiness:
         storage_check, _ = _outcome(storage, "storage", budget_s)
         return {
             "broker": broker_check,
-            "workers": self._workers(broker_check, fleet),
+            "workers": self._workers(fleet),
             "storage": storage_check,
         }
 
@@ -135,7 +136,7 @@ class Readiness:
         else:
             _LOGGER.info("ready")
 
-    def _workers(self, broker: Check, fleet: Fleet | None) -> Check:
+    def _workers(self, fleet: QueueCounts | None) -> Check:
         if fleet is None:
             return Check(None, "cannot tell without the broker")
         if fleet.consumers is None:
@@ -161,14 +162,14 @@ class Readiness:
             detail += f"; no worker for member(s) {', '.join(map(str, unserved))}"
         return Check(True, detail, data)
 
-    def _probe_broker(self) -> tuple[Check, Fleet]:
+    def _probe_broker(self) -> tuple[Check, QueueCounts]:
         url = self._settings.broker_url
         if url.startswith("filesystem"):
             folder = self._settings.broker_dir / "queue"
             if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
-                return Check(True, f"embedded filesystem broker in {folder}"), Fleet(None)
+                return Check(True, f"embedded filesystem broker in {folder}"), QueueCounts(None)
             reason = f"the embedded broker's folder {folder} is not writable"
-            return Check(False, reason), Fleet(None)
+            return Check(False, reason), QueueCounts(None)
         timeout = CHECK_TIMEOUT_S
         options = {"read_timeout": timeout, "write_timeout": timeout}
         amqp = url.startswith(("amqp", "pyamqp"))
@@ -177,10 +178,10 @@ class Readiness:
         ) as conn:
             conn.ensure_connection(max_retries=0, timeout=timeout)
             if not amqp:
-                return Check(True, "connected"), Fleet(None)
+                return Check(True, "connected"), QueueCounts(None)
             queues = {m: member_queue(self._settings.queue, m) for m in self._members}
             consumers = {m: _consumers(conn, queue) for m, queue in queues.items()}
-        return Check(True, "connected"), Fleet(consumers)
+        return Check(True, "connected"), QueueCounts(consumers)
 
     def _probe_storage(self) -> tuple[Check, None]:
         if isinstance(self._storage, GCSStorage):
