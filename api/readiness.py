@@ -25,19 +25,23 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from amqp.exceptions import NotFound
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Response, current_app, jsonify
+from flask_openapi3 import APIBlueprint, Tag
 from kombu import Connection
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.errors import error_response
+from api.openapi import RETRY_AFTER, MoksoriAPI, error
 from common.config import Settings
 from common.jobs import member_queue
 from common.storage import GCSStorage, LocalStorage
 
 _LOGGER = logging.getLogger(__name__)
 
-bp = Blueprint("readiness", __name__)
+bp = APIBlueprint("readiness", __name__, abp_tags=[Tag(name="health")])
 
 ANSWER_WITHIN_S = 0.75
 """The whole answer's budget: every check is started at once and waited for this long."""
@@ -226,18 +230,67 @@ def _plain(exc: BaseException) -> str:
     return text
 
 
+class ReadyCheck(BaseModel):
+    """One check of a ready deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok", "unknown"] = Field(
+        description="`unknown`: cannot be told (the workers on the embedded filesystem broker); "
+        "not a failure."
+    )
+    detail: str = Field(description="What was found, in plain words.")
+    consumers: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        description="`workers` on RabbitMQ: consumers of each member's queue, by member id.",
+    )
+
+
+class ReadyChecks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    broker: ReadyCheck
+    workers: ReadyCheck
+    storage: ReadyCheck
+
+
+class Ready(BaseModel):
+    """``GET /readyz`` when every check passes."""
+
+    model_config = ConfigDict(
+        extra="forbid", openapi_extra={"description": "Broker, workers and storage are fine."}
+    )
+
+    status: Literal["ready"]
+    checks: ReadyChecks
+
+
+NOT_READY = error(
+    "A check failed; `error.message` names each failed check and why, in plain words",
+    "not_ready",
+    headers=RETRY_AFTER,
+)
+
+
 def init_app(
-    app: Flask, settings: Settings, storage: LocalStorage | GCSStorage, members: list[int]
+    app: MoksoriAPI, settings: Settings, storage: LocalStorage | GCSStorage, members: list[int]
 ) -> None:
     """Register ``/readyz`` with this process's checks."""
     app.extensions[_EXTENSION] = Readiness(settings, storage, members)
-    app.register_blueprint(bp)
+    app.register_api(bp)
 
 
-@bp.get("/readyz")
+@bp.get(
+    "/readyz",
+    operation_id="ready",
+    summary="Broker reachable, a worker consuming, storage writable",
+    description="Answered within a second: each check has its own timeout, and results are "
+    "reused for a moment (the storage probe for 5 s). `workers` is `unknown` on the embedded "
+    "filesystem broker, which keeps no list of consumers; unknown is not a failure.",
+    responses={200: Ready, 503: NOT_READY},
+)
 def readyz() -> Response:
-    """200 when broker, workers and storage are fine (or cannot be told, for workers on the
-    embedded broker), else 503 with a plain reason per failed check and ``Retry-After``."""
+    """200 with every check, or 503 (``Retry-After``) naming each failed check and why."""
     readiness: Readiness = current_app.extensions[_EXTENSION]
     try:
         checks = readiness.checks()
@@ -247,16 +300,10 @@ def readyz() -> Response:
     failed = {name: check for name, check in checks.items() if check.ok is False}
     if not failed:
         readiness.report("")
-    body: dict[str, Any] = {
-        "status": "not_ready" if failed else "ready",
-        "checks": {name: check.public() for name, check in checks.items()},
-    }
-    if not failed:
-        return jsonify(body)
-    message = "; ".join(f"{name}: {check.detail}" for name, check in failed.items())
-    body["error"] = {"code": "not_ready", "message": f"Not ready: {message}."}
-    response = jsonify(body)
-    response.status_code = 503
+        checks_view = {name: check.public() for name, check in checks.items()}
+        return jsonify({"status": "ready", "checks": checks_view})
+    problem = "; ".join(f"{name}: {check.detail}" for name, check in failed.items())
+    readiness.report(problem)
+    response = error_response(503, "not_ready", f"Not ready: {problem}.")
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    readiness.report(message)
     return response
