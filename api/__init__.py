@@ -14,7 +14,20 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, health, jobs, limits, media, members, openapi, requestlog, speech, web
+from api import (
+    auth,
+    errors,
+    health,
+    jobs,
+    limits,
+    media,
+    members,
+    openapi,
+    readiness,
+    requestlog,
+    speech,
+    web,
+)
 from api.service import JobService
 from api.validation import validation_error
 from common.config import Settings
@@ -72,6 +85,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     limiter = limits.init_app(app, settings)  # before auth: wrong keys count against their IP
     guard = auth.init_app(app, settings)
     app.register_api(health.bp)
+    readiness.init_app(app, settings, service.storage, list(service.voices))
     app.register_api(members.bp)
     app.register_api(jobs.bp)
     if isinstance(service.storage, LocalStorage):

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import tempfile
+import uuid
 import wave
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,8 @@ _AUDIO_KEY_RE = re.compile(
 )
 """Every key :func:`audio_key` builds, in any format (``/v1/audio/speech``'s included)."""
 _VERSION_RE = re.compile(r"[^A-Za-z0-9._-]+")
+PROBE_PREFIX = ".readyz-"
+"""Name prefix of the readiness probe's short-lived object: never the shape of an audio key."""
 _NAME_MAX, _PATH_MAX = 255, 4096  # bytes, as Linux and macOS file systems count them
 
 
@@ -184,6 +187,20 @@ class LocalStorage:
     def location(self, key: str) -> str:
         return f"/media/{key}"
 
+    def probe(self) -> None:
+        """Write and remove a small file under the root (for ``/readyz``); raises
+        :class:`StorageError` saying why the root is not writable."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=PROBE_PREFIX)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(b"moksori readiness probe\n")
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from exc
+
 
 class GCSStorage:
     """Objects in a Google Cloud Storage bucket under a prefix (honours STORAGE_EMULATOR_HOST).
@@ -326,6 +343,25 @@ class GCSStorage:
 
     def location(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{self._name(key)}"
+
+    def probe(self, timeout: float = 5.0) -> None:
+        """Upload and delete a small object under the prefix (for ``/readyz``), each call
+        bounded by ``timeout`` seconds and not retried; raises :class:`StorageError`."""
+        from google.api_core import exceptions
+
+        name = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        blob = self._bucket.blob(f"{self.prefix}/{name}" if self.prefix else name)
+        try:
+            blob.upload_from_string(
+                b"moksori readiness probe\n",
+                content_type="text/plain",
+                if_generation_match=0,
+                retry=None,
+                timeout=timeout,
+            )
+            blob.delete(retry=None, timeout=timeout)
+        except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
+            raise StorageError(f"cannot write to gs://{self.bucket_name}: {exc}") from exc
 
 
 def open_storage(
