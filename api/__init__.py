@@ -14,7 +14,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, health, jobs, limits, media, members, openapi
+from api import auth, errors, health, jobs, limits, media, members, metrics, openapi
 from api.service import JobService
 from common.config import Settings
 from common.storage import LocalStorage
@@ -56,6 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     errors.init_app(app)
+    metrics.init_app(app)  # first: requests refused by the limiter or the key check count too
     limiter = limits.init_app(app, settings)  # before auth: wrong keys count against their IP
     guard = auth.init_app(app, settings)
     app.register_blueprint(health.bp)

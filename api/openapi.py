@@ -365,6 +365,23 @@ def _paths(max_content_length: int, media: bool) -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of every API process",
+                "responses": {
+                    "200": {
+                        "description": 'Prometheus text exposition format (README, "Metrics").',
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _error(
+                        "With `MOKSORI_METRICS_AUTH`, a missing or wrong API key",
+                        "unauthorized",
+                        "invalid_api_key",
+                    ),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

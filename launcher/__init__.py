@@ -18,9 +18,11 @@ def worker_argv(hostname: str) -> list[str]:
 
 
 def api_argv(host: str, port: int) -> list[str]:
-    """gunicorn with threads, so requests that ?wait do not block each other."""
+    """gunicorn with threads, so requests that ?wait do not block each other; its config
+    (:mod:`common.gunicorn_conf`) keeps /metrics right across its worker processes."""
     return [
-        sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"{host}:{port}",
+        sys.executable, "-m", "gunicorn", "api.wsgi:app", "--config", "python:common.gunicorn_conf",
+        "--bind", f"{host}:{port}",
         "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--access-logfile", "-",
         "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
     ]  # fmt: skip

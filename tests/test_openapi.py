@@ -50,7 +50,7 @@ def test_spec_documents_exactly_the_routes(voice_dir: Path) -> None:
     spec = spec_of(app)
     assert documented(spec) == routes(app)
     assert ("/media/{key}", "GET") in documented(spec)
-    assert len(documented(spec)) == 6
+    assert len(documented(spec)) == 7
 
 
 def test_spec_without_local_files_has_no_media(

@@ -21,6 +21,7 @@ from kombu import Message
 
 from common.jobs import TASK_NAME, SynthesisResult, queue_declaration
 from common.storage import StorageError
+from worker import metrics
 
 _LOGGER = logging.getLogger(__name__)
 POLL_S = 0.002
@@ -84,9 +85,12 @@ def report(app: Celery, taken: list[Taken], outcomes: list[SynthesisResult | Exc
         if isinstance(outcome, StorageError):
             _LOGGER.warning("job %s back to the queue: %s", job.task_id, outcome)
             job.message.requeue()
+            metrics.job_ended(job.member_id, "retried")
             continue
         if isinstance(outcome, Exception):
             app.backend.mark_as_failure(job.task_id, outcome)
+            metrics.job_ended(job.member_id, "failed")
         else:
             app.backend.mark_as_done(job.task_id, dict(outcome))
+            metrics.job_ended(job.member_id, "done")
         job.message.ack()

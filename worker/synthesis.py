@@ -21,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from common.jobs import SynthesisResult, speech_key
 from common.normalize import Normalizer
 from common.storage import GCSStorage, LocalStorage
+from worker import metrics
 from worker.voices import LoadedVoice, VoiceBank
 
 _LOGGER = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ class Pipeline:
                 for index, *_ in member_jobs:
                     outcomes[index] = exc
                 continue
+            metrics.batched(voice.spec.member_id, len(member_jobs))
             _LOGGER.info(
                 "member %s: batch of %d job(s), %d sentence(s) in one model call",
                 voice.spec.member_id,
@@ -283,6 +285,7 @@ class Pipeline:
         wav = encode_wav(samples, voice.sample_rate)
         duration = samples.size / voice.sample_rate
         self.storage.put(key, wav, "audio/wav", round(duration, 3))
+        metrics.synthesized(voice.spec.member_id, model_s, duration)
         elapsed = time.perf_counter() - started
         _LOGGER.info(
             "member %s: %d sentence(s), %.2f s of audio in %.2f s (RTF %.3f) -> %s",

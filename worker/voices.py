@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voice_model.repository import Repository, VoiceSpec
+from worker import metrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def load_bank(repository: Repository, device: str) -> VoiceBank:
             bank.errors[f"member {member_id}"] = f"{type(exc).__name__}: {exc}"
             continue
         bank.voices[member_id] = voice
+        metrics.voice_loaded(member_id, spec.version, voice.load_seconds)
         _LOGGER.info(
             "loaded member %s (%s, version %s, %s, %d Hz) in %.2f s",
             member_id,

@@ -1,0 +1,77 @@
+"""Prometheus plumbing shared by the API and the worker: prometheus-client's multiprocess mode.
+
+gunicorn runs the API in several processes and Celery runs jobs in pool processes, so each
+process writes its samples to files in one directory (``PROMETHEUS_MULTIPROC_DIR``) and whoever
+is scraped adds them up (:func:`exposition`). prometheus-client decides on multiprocess mode when
+it is first imported, so :func:`prepare_dir` runs in the process that starts the others (the
+gunicorn master, the Celery worker's main process) before anything imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_dir(prefix: str) -> tuple[Path, bool]:
+    """Make this process tree's metrics directory and empty it of earlier runs' files.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` names it when set (one directory per process tree: never share
+    it between the API and a worker); otherwise a private temporary directory is made and the
+    variable set, so the processes started from here inherit it. Returns the directory and
+    whether it was made here (the caller then removes it with :func:`remove_dir` at exit)."""
+    configured = os.environ.get(ENV, "").strip()
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # counters of processes from an earlier run
+            stale.unlink(missing_ok=True)
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix=f"moksori-{prefix}-metrics-"))
+    os.environ[ENV] = str(path)
+    return path, True
+
+
+def remove_dir(path: Path) -> None:
+    """Remove a metrics directory :func:`prepare_dir` made."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def multiprocess() -> bool:
+    """Whether this process writes its samples to the shared directory."""
+    return bool(os.environ.get(ENV, "").strip())
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a finished process's live gauges (its counters and histograms stay counted)."""
+    if not multiprocess():
+        return
+    from prometheus_client import multiprocess as mp
+
+    mp.mark_process_dead(pid)
+
+
+def registry() -> object:
+    """What to expose: every process's samples in multiprocess mode, else this process's."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client import multiprocess as mp
+
+    if not multiprocess():
+        return REGISTRY
+    collected = CollectorRegistry()
+    mp.MultiProcessCollector(collected)
+    return collected
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of :func:`registry`, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry()), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
