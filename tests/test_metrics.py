@@ -20,8 +20,10 @@ from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from common.jobs import member_queue
-from launcher.processes import Process, start_api, start_worker
+from common.config import Settings
+from common.jobs import TASK_NAME, make_celery, member_queue
+from launcher import worker_argv
+from launcher.processes import Process, free_port, start_api
 from tests.conftest import BROKER_URL, base_env
 
 pytestmark = pytest.mark.integration
@@ -37,13 +39,15 @@ class MetricsStack:
     worker: Process
     api_dir: Path
     worker_dir: Path
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def stack(
     services: None, voice_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MetricsStack]:
-    """A worker serving member 3 and the API (gunicorn, 2 processes), each with a metrics
+    """A worker serving member 3 whose pool process is replaced after every job (so its metrics
+    come from several processes) and the API (gunicorn, 2 processes), each with a metrics
     directory of its own that holds a stale file from an 'earlier run'."""
     logs = tmp_path_factory.mktemp("metrics")
     queue = f"moksori-metrics-{uuid.uuid4().hex[:8]}"
@@ -60,14 +64,14 @@ def stack(
     for path in dirs.values():
         path.mkdir()
         (path / "counter_999999.db").write_bytes(b"stale")
-    worker = start_worker({**env, "PROMETHEUS_MULTIPROC_DIR": str(dirs["worker"])}, logs)
+    worker = start_recycling_worker({**env, "PROMETHEUS_MULTIPROC_DIR": str(dirs["worker"])}, logs)
     try:
         api, base = start_api({**env, "PROMETHEUS_MULTIPROC_DIR": str(dirs["api"])}, logs)
     except BaseException:
         worker.stop()
         raise
     try:
-        yield MetricsStack(base, api, worker, dirs["api"], dirs["worker"])
+        yield MetricsStack(base, api, worker, dirs["api"], dirs["worker"], env)
     finally:
         api.stop()
         worker.stop()
@@ -75,6 +79,33 @@ def stack(
             channel = conn.channel()
             for name in (queue, member_queue(queue, MEMBER)):
                 channel.queue_delete(name)
+
+
+def start_recycling_worker(env: dict[str, str], logs: Path) -> Process:
+    """launcher.processes.start_worker's worker, with a new pool process for every job."""
+    port = free_port()
+    worker = Process(
+        "worker",
+        [
+            *worker_argv(f"metrics-{uuid.uuid4().hex[:6]}@localhost"),
+            *("--max-tasks-per-child", "1", "--without-gossip", "--without-mingle"),
+        ],
+        {**env, "MOKSORI_WORKER_METRICS_PORT": str(port)},
+        logs,
+    )
+    worker.metrics_port = port
+    try:
+        worker.wait_for("worker ready on", timeout=180)
+        worker.wait_for("ready.", timeout=60)
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+def pool_pids(directory: Path, kind: str) -> set[int]:
+    """The processes that left ``kind`` files (``counter``, ``gauge_livemax``) in ``directory``."""
+    return {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob(f"{kind}_*.db")}
 
 
 def scrape(url: str, **kwargs: object) -> Samples:
@@ -152,7 +183,7 @@ def test_api_requests_add_up_across_processes(stack: MetricsStack) -> None:
     assert not any("nope" in route or "-" in route for route in routes), routes
 
     # Every process that served requests left its own file, the replaced one's included.
-    pids = {int(p.stem.rsplit("_", 1)[1]) for p in stack.api_dir.glob("counter_*.db")}
+    pids = pool_pids(stack.api_dir, "counter")
     assert victim in pids and len(pids) >= 2, pids
 
     # Each API process answers /metrics with the same sums.
@@ -191,7 +222,8 @@ def job_done(base: str, job_id: str) -> bool:
 
 def test_jobs_cache_hits_joins_and_worker_metrics(stack: MetricsStack) -> None:
     """The API counts queued jobs, cache hits and joins by member; the worker's port counts the
-    jobs done with their audio seconds, synthesis time, real-time factor and voice load time."""
+    jobs done, run by two pool processes in turn, with their audio seconds, synthesis time,
+    real-time factor and voice load time; a pool process that exited has no live gauge left."""
     api_url = f"{stack.base}/metrics"
     worker_url = f"http://127.0.0.1:{stack.worker.metrics_port}/metrics"
     member = {"member": str(MEMBER)}
@@ -234,6 +266,15 @@ def test_jobs_cache_hits_joins_and_worker_metrics(stack: MetricsStack) -> None:
     assert loads[0].labels["version"]
     assert value(worker, jobs, outcome="failed") == 0
 
+    # Two jobs, two pool processes (each exits after its job), one sum; the exited ones were
+    # marked dead: only live pool processes count as holding the voice.
+    ran_jobs = pool_pids(stack.worker_dir, "counter")
+    assert len(ran_jobs) >= 2, ran_jobs
+    loaded = "moksori_worker_voices_loaded"
+    eventually(lambda: value(scrape(worker_url), loaded, **member) == 1)
+    live = {child.pid for child in psutil.Process(stack.worker.proc.pid).children()}
+    assert pool_pids(stack.worker_dir, "gauge_livesum") <= live
+
 
 def test_metrics_auth(services: None, voice_dir: Path, tmp_path: Path) -> None:
     """With MOKSORI_METRICS_AUTH and keys, /metrics without a key is a 401 in the JSON error
@@ -263,3 +304,26 @@ def test_metrics_auth(services: None, voice_dir: Path, tmp_path: Path) -> None:
         assert "error" in refused.json()
     finally:
         api.stop()
+
+
+def test_failed_jobs_count_under_one_member_label(stack: MetricsStack) -> None:
+    """A job for a member this worker does not serve (sent straight to its queue) counts as
+    failed under ``member="other"``: message contents make no new series."""
+    worker_url = f"http://127.0.0.1:{stack.worker.metrics_port}/metrics"
+    failed = {"member": "other", "outcome": "failed"}
+    jobs = "moksori_worker_jobs_total"
+    before = value(scrape(worker_url), jobs, **failed)
+    celery = make_celery(Settings.from_env(stack.env), main="test-client")
+    try:
+        job = celery.send_task(
+            TASK_NAME,
+            kwargs={"member_id": 987654, "text": "안녕하세요"},
+            queue=member_queue(stack.env["MOKSORI_QUEUE"], MEMBER),
+        )
+        job.get(timeout=120, propagate=False)
+        assert job.state == "FAILURE"
+    finally:
+        celery.close()
+    eventually(lambda: value(scrape(worker_url), jobs, **failed) - before == 1)
+    members = {s.labels["member"] for s in scrape(worker_url) if s.name == jobs}
+    assert members <= {str(MEMBER), "other"}, members

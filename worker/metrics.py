@@ -52,6 +52,7 @@ class WorkerMetrics:
     real_time_factor: Any
     audio_seconds: Any
     voice_load_seconds: Any
+    voices_loaded: Any
     batch_size: Any
 
 
@@ -86,10 +87,15 @@ def recorder() -> WorkerMetrics:
         ),
         voice_load_seconds=Gauge(
             "moksori_worker_voice_load_seconds",
-            "Seconds loading a voice took (with its warm-up), by member and version: the "
-            "longest among the live pool processes.",
+            "Seconds the latest load of a voice took (with its warm-up), by member and version.",
             ["member", "version"],
-            multiprocess_mode="livemax",
+            multiprocess_mode="mostrecent",
+        ),
+        voices_loaded=Gauge(
+            "moksori_worker_voices_loaded",
+            "Live pool processes holding a member's voice (0: it failed to load, or is loading).",
+            ["member"],
+            multiprocess_mode="livesum",
         ),
         batch_size=Histogram(
             "moksori_worker_batch_size",
@@ -111,7 +117,15 @@ def synthesized(member_id: int, synthesis_s: float, audio_s: float) -> None:
 
 
 def voice_loaded(member_id: int, version: str, seconds: float) -> None:
-    recorder().voice_load_seconds.labels(str(member_id), version).set(seconds)
+    """This pool process holds the voice now; loading it took ``seconds``."""
+    m = recorder()
+    m.voice_load_seconds.labels(str(member_id), version).set(seconds)
+    m.voices_loaded.labels(str(member_id)).set(1)
+
+
+def voice_missing(member_id: int) -> None:
+    """This pool process could not load the member's voice."""
+    recorder().voices_loaded.labels(str(member_id)).set(0)
 
 
 def batched(member_id: int, size: int) -> None:
@@ -185,8 +199,9 @@ def _serve(**_: Any) -> None:
     _LOGGER.info("worker metrics on http://%s:%s/metrics", host, port)
 
 
-def _pool_process_ended(**_: Any) -> None:
-    metrics.mark_process_dead(os.getpid())
+def _pool_process_ended(pid: int | None = None, **_: Any) -> None:
+    """Sent in a pool process as it exits (recycled, or the worker stops)."""
+    metrics.mark_process_dead(pid or os.getpid())
 
 
 def _stop(**_: Any) -> None:

@@ -86,6 +86,7 @@ def load_bank(repository: Repository, device: str) -> VoiceBank:
                 "voice for member %s (%s) failed to load", member_id, spec.tts_checkpoint
             )
             bank.errors[f"member {member_id}"] = f"{type(exc).__name__}: {exc}"
+            metrics.voice_missing(member_id)
             continue
         bank.voices[member_id] = voice
         metrics.voice_loaded(member_id, spec.version, voice.load_seconds)
