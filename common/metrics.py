@@ -14,6 +14,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the real import waits until the directory is set
+    from prometheus_client import CollectorRegistry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ def mark_process_dead(pid: int) -> None:
     mp.mark_process_dead(pid)
 
 
-def registry() -> object:
+def registry() -> CollectorRegistry:
     """What to expose: every process's samples in multiprocess mode, else this process's."""
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client import multiprocess as mp
@@ -74,4 +78,4 @@ def exposition() -> tuple[bytes, str]:
     """The text exposition of :func:`registry`, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    return generate_latest(registry()), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
+    return generate_latest(registry()), CONTENT_TYPE_LATEST

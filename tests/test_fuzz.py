@@ -116,7 +116,7 @@ def test_schemathesis_finds_nothing(fuzz_stack: Stack, tmp_path: Path) -> None:
     assert result.returncode == 0, output
     assert run["complete"] and run["exit_code"] == 0, output
     assert run["failures"] == [] and run["errors"] == [], output
-    assert run["operations"]["tested"] == run["operations"]["total"] == 5, run["operations"]
+    assert run["operations"]["tested"] == run["operations"]["total"] == 6, run["operations"]
 
     statuses = Counter(entry["response"]["status"] for entry in entries)
     assert not [s for s in statuses if s >= 500], statuses

@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.signals import (
     task_failure,
@@ -33,6 +33,9 @@ from common import metrics
 from common.config import Settings
 from common.jobs import TASK_NAME
 
+if TYPE_CHECKING:  # the real import waits until the metrics directory is set
+    from prometheus_client import Counter, Gauge, Histogram
+
 _LOGGER = logging.getLogger(__name__)
 
 OTHER_MEMBER = "other"
@@ -47,13 +50,13 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class WorkerMetrics:
     """The worker's metric objects (one set per process)."""
 
-    jobs: Any
-    synthesis_seconds: Any
-    real_time_factor: Any
-    audio_seconds: Any
-    voice_load_seconds: Any
-    voices_loaded: Any
-    batch_size: Any
+    jobs: Counter
+    synthesis_seconds: Histogram
+    real_time_factor: Histogram
+    audio_seconds: Counter
+    voice_load_seconds: Gauge
+    voices_loaded: Gauge
+    batch_size: Histogram
 
 
 @functools.cache
