@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real import waits until the directory is set
     from prometheus_client import CollectorRegistry
@@ -62,15 +62,47 @@ def mark_process_dead(pid: int) -> None:
     mp.mark_process_dead(pid)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def forget_killed(path: Path) -> None:
+    """Mark dead the processes whose live gauges are still on file though they are gone: one
+    killed outright (SIGKILL, the OOM killer) never ran its exit hook."""
+    for live in path.glob("gauge_live*_*.db"):
+        pid = live.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            mark_process_dead(int(pid))
+
+
+class _Collector:
+    """Every process's samples, read from the directory at each scrape."""
+
+    def __init__(self, path: Path) -> None:
+        from prometheus_client import multiprocess as mp
+
+        self._path = path
+        self._files = mp.MultiProcessCollector(None, str(path))
+
+    def collect(self) -> Any:
+        forget_killed(self._path)
+        return self._files.collect()
+
+
 def registry() -> CollectorRegistry:
     """What to expose: every process's samples in multiprocess mode, else this process's."""
     from prometheus_client import REGISTRY, CollectorRegistry
-    from prometheus_client import multiprocess as mp
 
     if not multiprocess():
         return REGISTRY
     collected = CollectorRegistry()
-    mp.MultiProcessCollector(collected)
+    collected.register(_Collector(Path(os.environ[ENV])))
     return collected
 
 

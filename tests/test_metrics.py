@@ -327,3 +327,33 @@ def test_failed_jobs_count_under_one_member_label(stack: MetricsStack) -> None:
     eventually(lambda: value(scrape(worker_url), jobs, **failed) - before == 1)
     members = {s.labels["member"] for s in scrape(worker_url) if s.name == jobs}
     assert members <= {str(MEMBER), "other"}, members
+
+
+def test_killed_pool_process_is_forgotten(stack: MetricsStack) -> None:
+    """A pool process killed outright (as the OOM killer would) runs no exit hook; the next
+    scrape forgets its live gauges, so the voice counts as held once, by its replacement."""
+    worker_url = f"http://127.0.0.1:{stack.worker.metrics_port}/metrics"
+    loaded = "moksori_worker_voices_loaded"
+    main = psutil.Process(stack.worker.proc.pid)
+    ready: list[psutil.Process] = []
+
+    def settled() -> bool:
+        """One pool process, done loading (the one before it may still be on its way out)."""
+        ready[:] = main.children()
+        holding = pool_pids(stack.worker_dir, "gauge_livesum")
+        return len(ready) == 1 and ready[0].pid in holding
+
+    eventually(settled, timeout=120)
+    victim = ready[0]
+    victim.send_signal(signal.SIGKILL)
+    replacement: list[int] = []
+
+    def replaced() -> bool:
+        replacement[:] = [c.pid for c in main.children() if c.pid != victim.pid]
+        return bool(replacement)
+
+    eventually(replaced, timeout=60)
+    eventually(lambda: replacement[0] in pool_pids(stack.worker_dir, "gauge_livesum"), 120)
+    assert victim.pid in pool_pids(stack.worker_dir, "gauge_livesum")  # until a scrape
+    assert value(scrape(worker_url), loaded, member=str(MEMBER)) == 1
+    assert victim.pid not in pool_pids(stack.worker_dir, "gauge_livesum")
