@@ -4,7 +4,9 @@ gunicorn runs the API in several processes and Celery runs jobs in pool processe
 process writes its samples to files in one directory (``PROMETHEUS_MULTIPROC_DIR``) and whoever
 is scraped adds them up (:func:`exposition`). prometheus-client decides on multiprocess mode when
 it is first imported, so :func:`prepare_dir` runs in the process that starts the others (the
-gunicorn master, the Celery worker's main process) before anything imports prometheus_client.
+gunicorn master, the Celery worker's main process) before they fork, and switches an already
+imported prometheus-client over (the celery CLI imports Flower's plugin, and with it
+prometheus-client, before the worker starts).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,14 +36,17 @@ def prepare_dir(prefix: str) -> tuple[Path, bool]:
     whether it was made here (the caller then removes it with :func:`remove_dir` at exit)."""
     configured = os.environ.get(ENV, "").strip()
     if configured:
-        path = Path(configured)
+        path, owned = Path(configured), False
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.db"):  # counters of processes from an earlier run
             stale.unlink(missing_ok=True)
-        return path, False
-    path = Path(tempfile.mkdtemp(prefix=f"moksori-{prefix}-metrics-"))
-    os.environ[ENV] = str(path)
-    return path, True
+    else:
+        path, owned = Path(tempfile.mkdtemp(prefix=f"moksori-{prefix}-metrics-")), True
+        os.environ[ENV] = str(path)
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:  # imported before the variable was set: metrics made from now on
+        values.ValueClass = values.get_value_class()  # (ours are) write to the directory
+    return path, owned
 
 
 def remove_dir(path: Path) -> None:

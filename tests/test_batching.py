@@ -5,6 +5,7 @@ job still gets its own result."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ import requests
 from kombu import Connection
 
 from common.jobs import member_queue
-from launcher.processes import Process, start_api, start_worker
+from launcher.processes import Process, free_port, start_api, start_worker
 from tests.conftest import BROKER_URL, base_env
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,7 @@ def batching_stack(
         members="1",
         batch_size="4",
         batch_wait_ms="300",
+        worker_metrics_port=str(free_port()),
     )
     worker = start_worker(env, logs)
     api = None
@@ -70,3 +72,13 @@ def test_burst_is_synthesized_in_batches(batching_stack: tuple[str, Process]) ->
     sizes = [int(n) for n in re.findall(r"batch of (\d+) job", worker.output())]
     assert sum(sizes) == len(texts)
     assert max(sizes) > 1, sizes
+
+    # The worker's metrics count every job once, whether it ran as the task or joined a batch.
+    metrics = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+    done = f'moksori_worker_jobs_total{{member="1",outcome="done"}} {float(len(texts))}'
+    deadline = time.monotonic() + 30
+    while done not in (text := requests.get(metrics, timeout=10).text):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    assert f'moksori_worker_batch_size_count{{member="1"}} {float(len(sizes))}' in text
+    assert f'moksori_worker_batch_size_sum{{member="1"}} {float(len(texts))}' in text
