@@ -22,6 +22,7 @@ from api import (
     limits,
     media,
     members,
+    metrics,
     openapi,
     readiness,
     requestlog,
@@ -82,6 +83,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     errors.init_app(app)
+    metrics.init_app(app)  # first: requests refused by the limiter or the key check count too
     limiter = limits.init_app(app, settings)  # before auth: wrong keys count against their IP
     guard = auth.init_app(app, settings)
     app.register_api(health.bp)

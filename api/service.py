@@ -12,6 +12,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from api import metrics
 from api.errors import ApiError
 from api.fleet import Fleet
 from api.inflight import Inflight, open_inflight
@@ -187,6 +188,7 @@ class JobService:
             return self._from_cache(req, voice, leader, base_url)
         if leader is not None:
             _LOGGER.info("job %s joins job %s for member %s", job_id, leader, req.member_id)
+            metrics.JOBS_JOINED.labels(req.member_id).inc()
             return Submission(job_id=leader, key=key)
         message = JobMessage(
             member_id=req.member_id, text=req.text, uuid=req.uuid, created_at=req.created_at
@@ -213,6 +215,7 @@ class JobService:
             self._give_back(client, job_id)
             raise _unavailable("broker", exc) from exc
         _LOGGER.info("job %s queued for member %s", job_id, req.member_id)
+        metrics.JOBS_QUEUED.labels(req.member_id).inc()
         return Submission(job_id=job_id, key=key)
 
     def _lookup(self, key: str) -> StoredAudio | None:
@@ -242,6 +245,7 @@ class JobService:
         except UNAVAILABLE as exc:
             raise _unavailable("result backend", exc) from exc
         _LOGGER.info("job %s for member %s served from the cache", job_id, req.member_id)
+        metrics.CACHE_HITS.labels(req.member_id).inc()
         view = {"job_id": job_id, "status": "done", "url": self._url(stored.key, base_url)}
         view["duration_s"] = stored.duration_s
         return Submission(job_id=job_id, cached=True, view=view, key=stored.key)

@@ -113,6 +113,11 @@ class Settings:
     log_level: str = "INFO"
     """Lowest level logged: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``. Users' text is logged
     at no level above DEBUG."""
+    worker_metrics_port: int = 9808
+    """Port a worker serves its Prometheus metrics on (its main process, adding up its pool
+    processes); 0 turns the server off. ``make run`` gives its Nth worker this port + N - 1."""
+    worker_metrics_host: str = "127.0.0.1"
+    """Address a worker's metrics server binds to (``0.0.0.0`` in a container)."""
     host: str = "127.0.0.1"
     """Address ``make run`` binds the API to."""
     port: int = 8000

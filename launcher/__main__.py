@@ -46,10 +46,13 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     pump: threading.Thread | None = None
+    env: dict[str, str] | None = None
+    """Its environment, when it differs from ours."""
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             self.argv,
+            env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so its children can be stopped too
@@ -124,16 +127,41 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def commands(settings: Settings) -> list[Child]:
-    """``MOKSORI_WORKERS`` worker processes (each holding every voice) and the API."""
+    """``MOKSORI_WORKERS`` worker processes (each holding every voice) and the API; worker N
+    serves its metrics on ``MOKSORI_WORKER_METRICS_PORT`` + N - 1."""
     count = max(1, settings.workers)
     workers = [
         Child(
             "worker" if count == 1 else f"work{index}",
             worker_argv(f"moksori{index}@{socket.gethostname()}"),
+            env=_child_env(f"worker{index}", _metrics_port(settings, index)),
         )
         for index in range(1, count + 1)
     ]
-    return [*workers, Child("api", api_argv(settings.host, settings.port))]
+    api = Child("api", api_argv(settings.host, settings.port), env=_child_env("api"))
+    return [*workers, api]
+
+
+def _metrics_port(settings: Settings, index: int) -> int | None:
+    """Worker ``index``'s metrics port, when it is not simply the configured one."""
+    if index == 1 or settings.worker_metrics_port <= 0:
+        return None
+    return settings.worker_metrics_port + index - 1
+
+
+def _child_env(name: str, metrics_port: int | None = None) -> dict[str, str] | None:
+    """A child's environment when it differs from ours: a metrics directory of its own below
+    ``PROMETHEUS_MULTIPROC_DIR`` (when the operator set one; each process tree empties its own
+    at start), and a worker's metrics port."""
+    base = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if not base and metrics_port is None:
+        return None
+    env = dict(os.environ)
+    if base:
+        env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, name)
+    if metrics_port is not None:
+        env["MOKSORI_WORKER_METRICS_PORT"] = str(metrics_port)
+    return env
 
 
 def supervise(children: list[Child], stop: threading.Event) -> None:

@@ -36,6 +36,7 @@ class Process:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
         self.hostname = ""
+        self.metrics_port = 0
         self.log = log_dir / f"{name}.log"
         self._fh = self.log.open("wb")
         self.started = time.monotonic()
@@ -73,12 +74,16 @@ class Process:
 
 
 def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
-    """A real Celery worker process (prefork, one child) that has loaded its voices."""
+    """A real Celery worker process (prefork, one child) that has loaded its voices; its
+    metrics server gets a free port (``metrics_port``) unless ``env`` names one."""
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+    env = dict(env)
+    env.setdefault("MOKSORI_WORKER_METRICS_PORT", str(free_port()))
     worker = Process(
         name, [*worker_argv(hostname), "--without-gossip", "--without-mingle"], env, log_dir
     )
     worker.hostname = hostname
+    worker.metrics_port = int(env["MOKSORI_WORKER_METRICS_PORT"])
     worker.wait_for("worker ready on", timeout=180)
     worker.wait_for("ready.", timeout=60)  # Celery's own "celery@host ready." once consuming
     return worker

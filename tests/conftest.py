@@ -70,6 +70,9 @@ def base_env(**settings: str) -> dict[str, str]:
         MOKSORI_DEVICE="cpu",
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
+        # No worker metrics server unless a test asks for one (tests/test_metrics.py): parallel
+        # test runs would race for its port.
+        MOKSORI_WORKER_METRICS_PORT="0",
     )
     env.update({f"MOKSORI_{k.upper()}": v for k, v in settings.items()})
     return env

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ import requests
 from kombu import Connection
 
 from common.jobs import member_queue
-from launcher.processes import Process, start_api, start_worker
+from launcher.processes import Process, free_port, start_api, start_worker
 from tests.conftest import BROKER_URL, base_env
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,7 @@ def batching_stack(
         members="1",
         batch_size="4",
         batch_wait_ms="300",
+        worker_metrics_port=str(free_port()),
     )
     worker = start_worker(env, logs)
     api = None
@@ -77,3 +79,13 @@ def test_burst_is_synthesized_in_batches(batching_stack: tuple[str, Process]) ->
     ]
     assert sorted(r["job_id"] for r in job_lines) == sorted(b["job_id"] for b in bodies)
     assert all(r["outcome"] == "done" and r["request_id"] for r in job_lines), job_lines
+
+    # The worker's metrics count every job once, whether it ran as the task or joined a batch.
+    metrics = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+    done = f'moksori_worker_jobs_total{{member="1",outcome="done"}} {float(len(texts))}'
+    deadline = time.monotonic() + 30
+    while done not in (text := requests.get(metrics, timeout=10).text):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    assert f'moksori_worker_batch_size_count{{member="1"}} {float(len(sizes))}' in text
+    assert f'moksori_worker_batch_size_sum{{member="1"}} {float(len(texts))}' in text

@@ -28,6 +28,8 @@ def launcher_env(tmp_path: Path, voice_dir: Path, port: int) -> dict[str, str]:
         MOKSORI_BROKER_DIR=str(tmp_path / "broker"),
         MOKSORI_RESULT_BACKEND=f"db+sqlite:///{tmp_path / 'results.sqlite'}",
         MOKSORI_STORAGE_URL=f"file://{tmp_path / 'media'}",
+        MOKSORI_WORKER_METRICS_PORT=str(free_port()),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"),
     )
     return env
 
@@ -71,12 +73,8 @@ def test_runs_on_embedded_defaults_restarts_a_dead_worker_and_stops_cleanly(
     stops every process it started."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    launcher = Process(
-        "launcher",
-        [sys.executable, "-m", "launcher"],
-        launcher_env(tmp_path, voice_dir, port),
-        tmp_path,
-    )
+    env = launcher_env(tmp_path, voice_dir, port)
+    launcher = Process("launcher", [sys.executable, "-m", "launcher"], env, tmp_path)
     try:
         launcher.wait_for("worker ready on", timeout=180)
         launcher.wait_for("Listening at", timeout=60)
@@ -91,6 +89,16 @@ def test_runs_on_embedded_defaults_restarts_a_dead_worker_and_stops_cleanly(
             assert wav.content[:4] == b"RIFF"
 
         speak("안녕하세요!")
+        # Each child has its own metrics directory under PROMETHEUS_MULTIPROC_DIR; the worker
+        # serves its pool process's counts on its metrics port.
+        assert sorted(p.name for p in (tmp_path / "prom").iterdir()) == ["api", "worker1"]
+        worker_metrics = f"http://127.0.0.1:{env['MOKSORI_WORKER_METRICS_PORT']}/metrics"
+        deadline = time.monotonic() + 30
+        while 'moksori_worker_jobs_total{member="1",outcome="done"} 1.0' not in (
+            requests.get(worker_metrics, timeout=10).text
+        ):
+            assert time.monotonic() < deadline, requests.get(worker_metrics, timeout=10).text
+            time.sleep(0.2)
         (worker_pid,) = pids(launcher.output(), "worker")
         os.kill(worker_pid, signal.SIGKILL)
         launcher.wait_for("worker exited with code -9", timeout=10)

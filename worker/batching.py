@@ -23,6 +23,7 @@ from common import logs
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.jobs import REQUEST_ID_HEADER, TASK_NAME, SynthesisResult, queue_declaration
 from common.storage import StorageError
+from worker import metrics
 from worker.joblog import JOB_LOGGER, job_fields, job_outcome
 
 _LOGGER = logging.getLogger(__name__)
@@ -122,13 +123,16 @@ def _report(app: Celery, job: Taken, outcome: SynthesisResult | Exception) -> No
     if isinstance(outcome, StorageError):
         _LOGGER.warning("job %s back to the queue: %s", job.task_id, outcome)
         job.message.requeue()
+        metrics.job_ended(job.member_id, "retried")
         state = "RETRY"
     elif isinstance(outcome, Exception):
         app.backend.mark_as_failure(job.task_id, outcome)
+        metrics.job_ended(job.member_id, "failed")
         job.message.ack()
         state = "FAILURE"
     else:
         app.backend.mark_as_done(job.task_id, dict(outcome))
+        metrics.job_ended(job.member_id, "done")
         job.message.ack()
         state = "SUCCESS"
     kwargs = {"member_id": job.member_id, "text": job.text}

@@ -20,7 +20,7 @@ from kombu.exceptions import KombuError
 
 from common.config import Settings
 from common.jobs import make_celery, member_queue, queue_declaration
-from worker import joblog, runtime
+from worker import joblog, metrics, runtime
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class WaitForVoices(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(WaitForVoices)
+metrics.connect()  # the metrics directory, server and job counts (MOKSORI_WORKER_METRICS_PORT)
 
 
 @worker_process_init.connect

@@ -24,6 +24,7 @@ from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, output_
 from common.jobs import UNSPEAKABLE, SynthesisResult, speech_key
 from common.normalize import Normalizer
 from common.storage import GCSStorage, LocalStorage
+from worker import metrics
 from worker.voices import LoadedVoice, VoiceBank
 
 if TYPE_CHECKING:
@@ -360,6 +361,7 @@ class Pipeline:
                 for index, *_ in member_jobs:
                     outcomes[index] = exc
                 continue
+            metrics.batched(voice.spec.member_id, len(member_jobs))
             _LOGGER.info(
                 "member %s: batch of %d job(s), %d sentence(s) in one model call",
                 voice.spec.member_id,
@@ -409,6 +411,7 @@ class Pipeline:
         data, _rate = encode_audio(samples, voice.sample_rate, fmt)
         duration = samples.size / voice.sample_rate
         self.storage.put(key, data, FORMATS[fmt].content_type, round(duration, 3))
+        metrics.synthesized(voice.spec.member_id, model_s, duration)
         elapsed = time.perf_counter() - started
         _LOGGER.info(
             "member %s: %d sentence(s), %.2f s of audio in %.2f s (RTF %.3f) -> %s",

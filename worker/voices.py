@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voice_model.repository import Repository, VoiceSpec
+from worker import metrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,8 +116,10 @@ def load_bank(repository: Repository, device: str) -> VoiceBank:
                 "voice for member %s (%s) failed to load", member_id, spec.tts_checkpoint
             )
             bank.errors[f"member {member_id}"] = f"{type(exc).__name__}: {exc}"
+            metrics.voice_missing(member_id)
             continue
         bank.voices[member_id] = voice
+        metrics.voice_loaded(member_id, spec.version, voice.load_seconds)
         _LOGGER.info(
             "loaded member %s (%s, version %s, %s, %d Hz) in %.2f s",
             member_id,
