@@ -274,11 +274,14 @@ def test_accepted_job_is_queued(client: FlaskClient, listener: Listener) -> None
     status = client.get(data["status_url"]).get_json()
     assert status == {"job_id": data["job_id"], "status": "queued"}
     _args, kwargs, _embed = listener.next_body()
-    assert kwargs == {
+    members = client.get("/api/members").get_json()["members"]
+    version = next(m["version"] for m in members if m["id"] == 1)
+    assert kwargs == {  # the job is pinned to the version its cache key names
         "member_id": 1,
         "text": "안녕하세요!",
         "uuid": body["uuid"],
         "created_at": "2022-08-22",
+        "voice_version": version,
     }
 
 
