@@ -56,6 +56,16 @@ def _unavailable(what: str, exc: BaseException) -> ApiError:
     )
 
 
+def _storage_unavailable(doing: str, key: str, exc: StorageError) -> ApiError:
+    _LOGGER.warning("storage: cannot %s %s: %s", doing, key, exc)
+    return ApiError(
+        503,
+        "service_unavailable",
+        f"Storage is unavailable (cannot {doing} right now); try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _too_many_queued(cap: int) -> ApiError:
     return ApiError(
         429,
@@ -359,13 +369,7 @@ class JobService:
         try:
             return self.storage.read(key)
         except StorageError as exc:
-            _LOGGER.warning("cannot read %s: %s", key, exc)
-            raise ApiError(
-                503,
-                "service_unavailable",
-                "The audio cannot be read from storage right now; try again shortly.",
-                headers={"Retry-After": "5"},
-            ) from exc
+            raise _storage_unavailable("read the audio", key, exc) from exc
 
     def _url(self, key: str, base_url: str) -> str:
         """A URL for ``key`` made now (signed afresh for a private bucket; results store only
@@ -373,13 +377,7 @@ class JobService:
         try:
             return self.storage.url(key, self.settings.public_url or base_url)
         except StorageError as exc:
-            _LOGGER.warning("cannot make a URL for %s: %s", key, exc)
-            raise ApiError(
-                503,
-                "service_unavailable",
-                "Audio URLs cannot be made right now (storage); try again shortly.",
-                headers={"Retry-After": "5"},
-            ) from exc
+            raise _storage_unavailable("make an audio URL", key, exc) from exc
 
 
 def _describe(error: Any) -> str:
