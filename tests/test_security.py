@@ -223,24 +223,31 @@ def test_valid_keys_are_accepted(keyed: FlaskClient, broker_queue: str, listener
 
 
 def test_open_paths_with_keys_set(keyed: FlaskClient, media_root: Path) -> None:
-    """/healthz and /media/* (capability URLs) answer without a key; /metrics does not exist
-    yet (404) and needs no key unless MOKSORI_METRICS_AUTH is set."""
+    """/healthz, /readyz, /media/* (capability URLs), the docs and the web page answer without
+    a key; /metrics needs none unless MOKSORI_METRICS_AUTH is set."""
     assert keyed.get("/healthz").get_json() == {"status": "ok"}
     key = audio_key(1, "v1", "안녕")
     (media_root / key).parent.mkdir(parents=True)
     (media_root / key).write_bytes(b"RIFF" + bytes(64))
     assert keyed.get(f"/media/{key}").status_code == 200
-    assert_error(keyed.get("/metrics"), 404, "not_found")
-    report.record("auth", "/healthz and /media/* with keys set", "200 without a key")
+    metrics = keyed.get("/metrics")
+    assert metrics.status_code == 200 and metrics.mimetype == "text/plain"
+    for path in ("/", "/web/app.js", "/docs", "/openapi.json"):
+        assert keyed.get(path).status_code == 200, path
+    assert keyed.get("/readyz").status_code in {200, 503}  # never 401: probes carry no key
+    report.record(
+        "auth",
+        "/healthz, /readyz, /media/*, /metrics, /docs, /openapi.json and / with keys set",
+        "answered without a key",
+    )
 
 
 def test_metrics_needs_a_key_when_configured(voice_dir: Path, tmp_path: Path) -> None:
-    """With MOKSORI_METRICS_AUTH the guard answers /metrics before routing: 401 without a key
-    (the route itself arrives with the metrics issue: with a key it is 404 today)."""
+    """With MOKSORI_METRICS_AUTH, /metrics is 401 without a key and the metrics with one."""
     app = build_app(voice_dir, tmp_path, api_keys=KEY_A, metrics_auth=True, rate_limit="off")
     client = app.test_client()
     assert_error(client.get("/metrics"), 401, "unauthorized")
-    assert_error(client.get("/metrics", headers=bearer(KEY_A)), 404, "not_found")
+    assert client.get("/metrics", headers=bearer(KEY_A)).status_code == 200
     assert client.get("/healthz").status_code == 200
     report.record("auth", "GET /metrics without a key (MOKSORI_METRICS_AUTH=true)", "401")
 
