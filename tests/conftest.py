@@ -12,10 +12,11 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from kombu import Connection
@@ -23,6 +24,8 @@ from kombu import Connection
 from common.jobs import member_queue
 from launcher.processes import REPO, Process, free_port, reachable, start_api, start_worker
 from tests import voice_factory
+
+T = TypeVar("T")
 
 BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("TEST_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
@@ -192,3 +195,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests import report
 
     report.write(REPO / "var" / "reports" / "robustness.md")
+
+
+def eventually(
+    probe: Callable[[], T],
+    what: str = "the condition",
+    *,
+    timeout: float = 30,
+    interval: float = 0.2,
+) -> T:
+    """``probe()``'s first truthy answer, asked every ``interval`` seconds; fails the test when
+    none comes within ``timeout`` seconds (a condition to wait on, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = probe()
+        if answer:
+            return answer
+        time.sleep(interval)
+    raise AssertionError(f"never saw {what} within {timeout} s")

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import itertools
 import signal
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
 from launcher import worker_argv
 from launcher.processes import Process, free_port, start_api
-from tests.conftest import BROKER_URL, base_env
+from tests.conftest import BROKER_URL, base_env, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -122,14 +121,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
         for s in samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait until ``check()`` holds (the worker counts a job just after it stores its result)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.2)
 
 
 def gunicorn_workers(api: Process) -> set[int]:
@@ -353,7 +344,7 @@ def test_killed_pool_process_is_forgotten(stack: MetricsStack) -> None:
         return bool(replacement)
 
     eventually(replaced, timeout=60)
-    eventually(lambda: replacement[0] in pool_pids(stack.worker_dir, "gauge_livesum"), 120)
+    eventually(lambda: replacement[0] in pool_pids(stack.worker_dir, "gauge_livesum"), timeout=120)
     assert victim.pid in pool_pids(stack.worker_dir, "gauge_livesum")  # until a scrape
     assert value(scrape(worker_url), loaded, member=str(MEMBER)) == 1
     assert victim.pid not in pool_pids(stack.worker_dir, "gauge_livesum")

@@ -9,10 +9,9 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -20,7 +19,7 @@ import requests
 from common.jobs import TASK_NAME
 from launcher.processes import REPO, Process, free_port, reachable
 from tests import voice_factory
-from tests.conftest import Stack, base_env, running_stack
+from tests.conftest import Stack, base_env, eventually, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,6 @@ SLOW = 2  # the fault repository's Griffin-Lim voice: about a second a sentence
 FLOWER_AUTH = ("ops", "flower-test-password")
 MARKER = os.urandom(4).hex()
 """Begins the job's text: none of the tools may show it (they show its length instead)."""
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +58,6 @@ def celery(stack: Stack, *args: str, timeout: float = 60) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-    """``probe()``'s first truthy answer, asked every 0.2 s for up to ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = probe()
-        if answer:
-            return answer
-        time.sleep(0.2)
-    raise AssertionError(f"never saw {what} within {timeout} s")
 
 
 @pytest.fixture(scope="module")

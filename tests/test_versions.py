@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from celery import Celery
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
 from tests import voice_factory
-from tests.conftest import Stack, base_env, running_stack
+from tests.conftest import Stack, base_env, eventually, running_stack
 from voice_model.repository import VoiceCatalog
 from worker.voices import LoadedVoice, VoiceBank
 
@@ -138,16 +137,6 @@ def pool_pids(stack: Stack) -> set[int]:
     return {main.pid, *(child.pid for child in main.children(recursive=True))}
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
 def member_version(stack: Stack, member_id: int) -> str:
     members = requests.get(f"{stack.base}/api/members", timeout=10).json()["members"]
     return next(m["version"] for m in members if m["id"] == member_id)
@@ -164,12 +153,13 @@ def post(stack: Stack, member_id: int, text: str, wait: int = 0) -> dict[str, An
 
 def result_of(celery: Celery, job_id: str, timeout: float = 90) -> dict[str, Any]:
     """The job's result as the worker stored it (``voice_version`` says which made the audio)."""
-    meta = wait_until(
+    meta = eventually(
         lambda: (
             (m := celery.backend.get_task_meta(job_id))["status"] in {"SUCCESS", "FAILURE"} and m
         ),
-        timeout,
         f"job {job_id} ends",
+        timeout=timeout,
+        interval=0.1,
     )
     assert meta["status"] == "SUCCESS", meta
     return meta["result"]
@@ -196,7 +186,12 @@ def test_new_checkpoint_goes_live_without_restart(
     assert f"/{ROLLOUT}/1/" in v1["key"]
 
     write_version(voice_dir, ROLLOUT, "2", seed=2)
-    wait_until(lambda: member_version(stack, ROLLOUT) == "2", LIVE_WITHIN_S, "members show v2")
+    eventually(
+        lambda: member_version(stack, ROLLOUT) == "2",
+        "members show v2",
+        timeout=LIVE_WITHIN_S,
+        interval=0.1,
+    )
     second = post(stack, ROLLOUT, text, wait=60)
     assert second["status"] == "done", second
     assert second["cached"] is False
@@ -227,10 +222,11 @@ def test_running_and_queued_jobs_finish_on_their_version(
     and taken after the switch runs on the kept v1; a job sent after the switch gets v2."""
     long_text = " ".join(f"{n}번째 문장을 천천히 읽습니다." for n in range(1, 13))
     running = post(stack, SLOW, long_text)
-    wait_until(
+    eventually(
         lambda: celery.backend.get_task_meta(running["job_id"])["status"] == "STARTED",
-        60,
         "the long job starts",
+        timeout=60,
+        interval=0.1,
     )
     queued = post(stack, SLOW, "뒤에서 기다리는 문장입니다.")
     write_version(voice_dir, SLOW, "2", seed=3)
@@ -240,7 +236,12 @@ def test_running_and_queued_jobs_finish_on_their_version(
     )
     assert result_of(celery, running["job_id"])["voice_version"] == "1"
     assert result_of(celery, queued["job_id"])["voice_version"] == "1"
-    wait_until(lambda: member_version(stack, SLOW) == "2", LIVE_WITHIN_S, "members show v2")
+    eventually(
+        lambda: member_version(stack, SLOW) == "2",
+        "members show v2",
+        timeout=LIVE_WITHIN_S,
+        interval=0.1,
+    )
     after = post(stack, SLOW, "바뀐 뒤의 문장입니다.", wait=60)
     assert result_of(celery, after["job_id"])["voice_version"] == "2"
 
@@ -254,13 +255,15 @@ def test_broken_rollouts_keep_the_old_version_serving(
     good = (folder / "voice.json").read_text(encoding="utf-8")
     write_manifest(folder, '{"id": 3, "version": ')  # a half-written manifest
     stack.worker.wait_for(f"member {STEADY} is no longer readable", timeout=LIVE_WITHIN_S)
-    wait_until(  # the API has read the broken manifest too, and still lists v1
+    # the API has read the broken manifest too, and still lists v1
+    eventually(
         lambda: (
             member_version(stack, STEADY) == "1"
             and f"member {STEADY} is no longer readable" in stack.api.output()
         ),
-        LIVE_WITHIN_S,
         "the API rescans",
+        timeout=LIVE_WITHIN_S,
+        interval=0.1,
     )
     job = post(stack, STEADY, "그대로 들립니다.", wait=60)
     assert result_of(celery, job["job_id"])["voice_version"] == "1"
@@ -272,7 +275,12 @@ def test_broken_rollouts_keep_the_old_version_serving(
         timeout=LIVE_WITHIN_S,
     )
     # The API lists what the repository says; the result names the version that spoke.
-    wait_until(lambda: member_version(stack, STEADY) == "2", LIVE_WITHIN_S, "members show v2")
+    eventually(
+        lambda: member_version(stack, STEADY) == "2",
+        "members show v2",
+        timeout=LIVE_WITHIN_S,
+        interval=0.1,
+    )
     job = post(stack, STEADY, "고장 난 버전 대신 들립니다.", wait=60)
     assert job["status"] == "done", job
     assert result_of(celery, job["job_id"])["voice_version"] == "1"
