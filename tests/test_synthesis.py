@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import wave
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import pytest
 
 from common.normalize import Normalizer
 from common.storage import LocalStorage
+from tests import voice_factory
 from voice_model.repository import scan
-from worker.synthesis import Pipeline, SynthesisError, encode_wav, synthesize_batch
+from worker.synthesis import Pipeline, SynthesisError, encode_wav, synthesize, synthesize_batch
 from worker.voices import VoiceBank, load_bank, resolve_device
 
 
@@ -130,3 +132,34 @@ def test_run_batch_reports_each_job_on_its_own(pipeline: Pipeline) -> None:
     assert repeat["key"] == expected["key"] and repeat["synthesis_s"] == 0
     assert isinstance(unspeakable, SynthesisError)
     assert pipeline.run(1, "세 번째 문장입니다.")["synthesis_s"] == 0  # stored under run()'s key
+
+
+def test_silent_model_output_fails_the_job(tmp_path: Path) -> None:
+    """A voice whose vocoder yields only zeros (Coqui still pads it with silence, so the array
+    is not empty) fails every synthesis with a reason, alone or batched, and stores nothing."""
+    root = tmp_path / "voices"
+    voice = root / "voices" / "silent"
+    voice_factory.glow_tts(voice / "glow.pth", voice / "glow.json", voice_factory.SYLLABLES)
+    voice_factory.hifigan(voice / "hifigan.pth", voice / "hifigan.json", silent=True)
+    manifest = {
+        "id": 7,
+        "name": "Silent",
+        "version": "1",
+        "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
+        "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json"},
+    }
+    (voice / "voice.json").write_text(json.dumps(manifest), encoding="utf-8")
+    bank = load_bank(scan(root), "cpu")
+    loaded = bank.voices[7]
+    raw = loaded.synthesizer.tts("바다로 갑니다", split_sentences=False)
+    assert len(raw) > 0 and not np.any(raw)  # the model "succeeds" with silence
+
+    with pytest.raises(SynthesisError, match="no usable audio for sentence 1 of 1"):
+        synthesize(loaded, ["바다로 갑니다"], 0.0)
+    with pytest.raises(SynthesisError, match="no usable audio for sentence 1 of a batch of 2"):
+        synthesize_batch(loaded, ["바다로 갑니다", "구름"])
+    storage = tmp_path / "media"
+    pipeline = Pipeline(bank=bank, storage=LocalStorage(storage), normalizer=Normalizer())
+    with pytest.raises(SynthesisError, match="no usable audio"):
+        pipeline.run(7, "바다로 갑니다.")
+    assert not any(p.is_file() for p in storage.rglob("*"))

@@ -98,8 +98,11 @@ def glow_tts(
     config.save_json(str(config_path))
 
 
-def hifigan(checkpoint: Path, config_path: Path) -> None:
-    """Write a generator-only HiFi-GAN checkpoint (the shape Synthesizer loads for inference)."""
+def hifigan(checkpoint: Path, config_path: Path, silent: bool = False) -> None:
+    """Write a generator-only HiFi-GAN checkpoint (the shape Synthesizer loads for inference).
+
+    ``silent`` zeroes the output layer, so the vocoder runs and returns nothing but zeros (as a
+    vocoder trained into collapse does): a synthesis that "succeeds" without any sound."""
     import torch
     from TTS.tts.configs.shared_configs import BaseAudioConfig
     from TTS.vocoder.configs.hifigan_config import HifiganConfig
@@ -118,6 +121,11 @@ def hifigan(checkpoint: Path, config_path: Path) -> None:
         },
     )
     gan = setup_model(config)
+    if silent:
+        with torch.no_grad():
+            # The layer is weight-normed: a zero magnitude makes its weight zero.
+            gan.model_g.conv_post.parametrizations.weight.original0.zero_()
+            gan.model_g.conv_post.bias.zero_()
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {"model": gan.model_g.state_dict(), "model_disc": {}, "config": config.to_dict()},

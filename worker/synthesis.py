@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+# The least sound a synthesis may yield, in the voice's frames (hops): less is no speech at all.
+# One frame, not more: an untrained voice gives each token a single frame, so a one-syllable
+# sentence from it is a few frames long and still counts.
+MIN_AUDIO_FRAMES = 1
+
 
 class SynthesisError(Exception):
     """A job that cannot succeed however often it is retried (the client sees the message)."""
@@ -90,16 +95,27 @@ def synthesize(voice: LoadedVoice, sentences: list[str], pause_s: float) -> np.n
                 f"The model failed on sentence {index + 1} of {len(sentences)}: "
                 f"{type(exc).__name__}"
             ) from exc
-        pieces.append(_wave(samples, f"sentence {index + 1} of {len(sentences)}"))
+        pieces.append(_wave(samples, f"sentence {index + 1} of {len(sentences)}", voice))
     return join_waves(pieces, pause_s, voice.sample_rate)
 
 
-def _wave(samples: Any, which: str) -> np.ndarray:
-    """A model's output as float32 samples; SynthesisError when it is not finite (NaN or inf
-    would be encoded as noise and stored, not refused)."""
+def _wave(samples: Any, which: str, voice: LoadedVoice) -> np.ndarray:
+    """A model's output as float32 samples; SynthesisError when it is no usable audio.
+
+    Refused: anything not finite (NaN or inf would be encoded as noise and stored), and sound
+    shorter than :data:`MIN_AUDIO_FRAMES` of the voice's frames once Coqui's trailing silence
+    pad is set aside (an empty or all-zero output: a model whose durations collapsed still
+    "succeeds" on some CPUs, and its client would get a silent file marked done)."""
     wave = np.asarray(samples, dtype=np.float32).reshape(-1)
     if not np.isfinite(wave).all():
         raise SynthesisError(f"The model produced invalid audio for {which}.")
+    sounding = np.flatnonzero(wave)
+    length = int(sounding[-1]) + 1 if sounding.size else 0
+    if length < MIN_AUDIO_FRAMES * voice.frame_samples:
+        raise SynthesisError(
+            f"The model produced no usable audio for {which} "
+            f"({length} samples, under {MIN_AUDIO_FRAMES} frame of {voice.frame_samples})."
+        )
     return wave
 
 
@@ -165,7 +181,7 @@ def synthesize_batch(voice: LoadedVoice, sentences: list[str]) -> list[np.ndarra
         raise SynthesisError(f"The model failed on a batch: {type(exc).__name__}") from exc
     out = []
     for index, samples in enumerate(waves):
-        samples = _wave(samples, f"sentence {index + 1} of a batch of {len(waves)}")
+        samples = _wave(samples, f"sentence {index + 1} of a batch of {len(waves)}", voice)
         if synth.tts_config.audio.get("do_trim_silence"):
             samples = samples[: model.ap.find_endpoint(samples)]
         out.append(np.concatenate([samples, np.zeros(PAD_SILENCE_SAMPLES, dtype=np.float32)]))

@@ -31,6 +31,12 @@ class LoadedVoice:
     def sample_rate(self) -> int:
         return int(self.synthesizer.output_sample_rate)
 
+    @property
+    def frame_samples(self) -> int:
+        """Output samples per frame of the acoustic model (its hop, at the output rate)."""
+        audio = self.synthesizer.tts_config.audio
+        return max(1, round(audio["hop_length"] * self.sample_rate / audio["sample_rate"]))
+
 
 @dataclass
 class VoiceBank:
