@@ -24,6 +24,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from common.normalize import Normalizer
 from launcher.processes import start_api
 from tests import voice_factory
 from tests.conftest import REPO, Stack, base_env, running_stack
@@ -139,8 +140,40 @@ def error_text(driver: webdriver.Chrome) -> str:
 
 
 def unique(text: str) -> str:
-    """The text with a fresh number in front, so no earlier run's cached audio answers it."""
-    return f"{int.from_bytes(os.urandom(3), 'big')} {text}"
+    """The text with a fresh number after it, so no earlier run's cached audio answers it.
+
+    After, as a sentence of its own: in front, g2pK reads the number and the first word as one
+    stretch of sound, and a reading that ends in ㄱ or ㅂ turns a following ㅎ into ㅋ or ㅍ
+    ("…육 하늘이" -> "…유카느리"), which changes the text itself (for about 1 number in 5)."""
+    return f"{text} {int.from_bytes(os.urandom(3), 'big')}."
+
+
+# Installed in the page once loaded: every request body the page sends, kept in order.
+RECORD_REQUESTS = """
+window.sentBodies = [];
+const send = window.fetch;
+window.fetch = (url, options = {}) => {
+    if (options.body) window.sentBodies.push(JSON.parse(options.body));
+    return send(url, options);
+};
+"""
+
+
+def last_sent(driver: webdriver.Chrome) -> dict[str, Any]:
+    """The body of the last request the page sent (see RECORD_REQUESTS)."""
+    bodies = driver.execute_script("return window.sentBodies")
+    assert bodies, "the page sent no request body"
+    return bodies[-1]
+
+
+def last_job_id(driver: webdriver.Chrome) -> str:
+    """The id of the last job the page followed, from its status polls."""
+    polls = driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".map(e => e.name).filter(n => n.includes('/api/jobs/'))"
+    )
+    assert polls, "the page polled no job"
+    return polls[-1].rsplit("/", 1)[-1]
 
 
 def test_page_and_assets_are_served(stack: Stack) -> None:
@@ -227,8 +260,25 @@ def test_errors_in_plain_words(stack: Stack, browser: webdriver.Chrome) -> None:
     assert "No worker serves this voice" in error_text(browser)
     assert browser.find_element(By.ID, "error").get_attribute("data-code") == "member_unavailable"
 
-    speak(browser, FRAGILE, unique("하늘이 맑습니다."))  # NaN weights for ㅎ: the model fails
-    assert "The synthesis failed" in error_text(browser)
+    # The fragile voice has NaN weights for every syllable starting with ㅎ: it fails on a text
+    # whose reading keeps one, and only then.
+    text = unique("하늘이 맑습니다.")
+    reading = Normalizer().sentences(text, voice_factory.SYLLABLES)
+    hieuh = set(voice_factory.HIEUH_SYLLABLES)
+    assert any(ch in hieuh for sentence in reading for ch in sentence), (
+        f"the reading {reading} keeps no syllable with ㅎ: the fragile voice would not fail"
+    )
+    browser.execute_script(RECORD_REQUESTS)
+    speak(browser, FRAGILE, text)
+    progress = browser.find_element(By.ID, "progress")
+    wait_until(browser, lambda: progress.get_attribute("data-status") in {"done", "error"})
+    sent = last_sent(browser)
+    assert sent == {"member_id": FRAGILE, "text": text}, f"the page sent {sent}"
+    job = requests.get(f"{stack.base}/api/jobs/{last_job_id(browser)}", timeout=10).json()
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("The model failed on sentence 1 of 2"), job
+    shown = error_text(browser)
+    assert "The synthesis failed" in shown and job["error"] in shown
 
     browser.set_network_conditions(
         offline=True, latency=0, download_throughput=-1, upload_throughput=-1
