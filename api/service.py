@@ -33,8 +33,8 @@ from common.jobs import (
     speech_key,
 )
 from common.normalize import pronounceable
+from common.repository import VoiceCatalog, VoiceSpec
 from common.storage import GCSStorage, LocalStorage, StorageError, StoredAudio, open_storage
-from voice_model.repository import VoiceCatalog, VoiceSpec
 
 _LOGGER = logging.getLogger(__name__)
 

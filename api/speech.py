@@ -15,21 +15,28 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import ValidationError
 
 from api.auth import client_id
 from api.errors import ApiError
 from api.openapi import BEARER_OPTIONAL, RETRY_AFTER, URI_TOO_LONG, openai_error
 from api.requestlog import bind_job
 from api.service import JobService
-from api.validation import TextRequest, json_body
-from common.audio_formats import FORMATS, MAX_SPEED, MIN_SPEED, output_rate
+from api.validation import (
+    MODELS,
+    SpeechRequest,
+    TextRequest,
+    from_validation,
+    json_body,
+    openai_invalid,
+)
+from common.audio_formats import FORMATS, output_rate
 from common.jobs import UNSPEAKABLE
-from voice_model.repository import VoiceSpec
+from common.repository import VoiceSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,60 +47,9 @@ bp = APIBlueprint(
     abp_tags=[Tag(name="openai", description="OpenAI-compatible text to speech.")],
 )
 
-MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "moksori")
-"""Model names accepted for compatibility. They all mean the same thing here: the voice is the
-member's own model (``voice`` picks it), so ``model`` does not change the audio."""
-
-SpeechFormat = Literal["wav", "mp3", "flac", "opus", "pcm"]
-
-
-class SpeechRequest(BaseModel):
-    """The body of ``POST /v1/audio/speech``, as OpenAI defines it (fields OpenAI has that this
-    server does not use, such as ``instructions``, are ignored)."""
-
-    model_config = ConfigDict(
-        extra="ignore",
-        openapi_extra={"example": {"model": "tts-1", "voice": "1", "input": "안녕하세요!"}},
-    )
-
-    model: StrictStr = Field(description=f"One of {', '.join(MODELS)}; all mean the same.")
-    input: StrictStr = Field(description="The text to say (`MOKSORI_MAX_TEXT_LENGTH` at most).")
-    voice: StrictInt | StrictStr = Field(
-        description="A member's id (integer or digits) or name (case-insensitive)."
-    )
-    response_format: SpeechFormat = Field(default="mp3", description="The audio format.")
-    speed: float = Field(
-        default=1.0, ge=MIN_SPEED, le=MAX_SPEED, strict=True, description="Speaking rate."
-    )
-    stream_format: Literal["audio"] | None = Field(
-        default=None, description="Only `audio` (the whole file in the body); `sse` is refused."
-    )
-
 
 def _service() -> JobService:
     return current_app.extensions["moksori"]
-
-
-def _invalid(param: str, code: str, message: str, status: int = 400) -> ApiError:
-    return ApiError(status, code, message, param=param)
-
-
-def from_validation(error: ValidationError) -> ApiError:
-    """The first problem pydantic found, as one OpenAI error naming the field."""
-    first = error.errors(include_url=False)[0]
-    param = str(first["loc"][0]) if first["loc"] else ""
-    if first["type"] == "missing":
-        return _invalid(
-            param, "missing_required_parameter", f"Missing required parameter: {param!r}."
-        )
-    if param == "response_format":
-        listed = ", ".join(FORMATS)
-        return _invalid(param, "unsupported_format", f"response_format must be one of {listed}.")
-    if param == "speed":
-        return _invalid(
-            param, "invalid_speed", f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}."
-        )
-    return _invalid(param, "invalid_value", f"Invalid value for {param!r}: {first['msg']}.")
 
 
 def parse_speech_request(payload: dict[str, Any]) -> SpeechRequest:
@@ -116,7 +72,9 @@ def resolve_voice(voices: dict[int, VoiceSpec], voice: int | str) -> VoiceSpec:
         found = next((v for v in voices.values() if v.name.casefold() == folded), None)
     if found is None:
         known = ", ".join(f"{v.member_id} ({v.name})" for v in voices.values()) or "none"
-        raise _invalid("voice", "unknown_voice", f"There is no voice {voice!r} (known: {known}).")
+        raise openai_invalid(
+            "voice", "unknown_voice", f"There is no voice {voice!r} (known: {known})."
+        )
     return found
 
 
@@ -220,7 +178,7 @@ def create_speech(body: SpeechRequest) -> Response:
         )
     except ValidationError as exc:  # the text's own checks: OpenAI answers these with 400
         first = exc.errors(include_url=False)[0]
-        raise _invalid("input", first["type"], first["msg"]) from None
+        raise openai_invalid("input", first["type"], first["msg"]) from None
     speed = round(body.speed, 3)
     try:
         submission = service.submit(
@@ -228,7 +186,7 @@ def create_speech(body: SpeechRequest) -> Response:
         )
     except ApiError as exc:
         if exc.status in {413, 422}:  # the text's own checks: OpenAI answers these with 400
-            raise _invalid("input", exc.code, exc.message) from None
+            raise openai_invalid("input", exc.code, exc.message) from None
         raise
     bind_job(submission.job_id)
     key = submission.key
@@ -269,7 +227,9 @@ def _wait_for(service: JobService, job_id: str) -> str:
     if status == "done" and key is not None:
         return key
     if status == "failed" and error == UNSPEAKABLE:  # the worker's normalizer found nothing
-        raise _invalid("input", "unspeakable_text", "input has nothing this voice can pronounce.")
+        raise openai_invalid(
+            "input", "unspeakable_text", "input has nothing this voice can pronounce."
+        )
     if status in {"failed", "done"}:
         raise ApiError(
             500, "synthesis_failed", f"The synthesis failed: {error or 'no audio was stored'}"

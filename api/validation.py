@@ -13,14 +13,24 @@ import copy
 import re
 import uuid as uuid_mod
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 from flask import Request, current_app, has_app_context, has_request_context, request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
+from common.audio_formats import FORMATS, MAX_SPEED, MIN_SPEED
 from common.storage import is_key
 
 MAX_WAIT_S = 60
@@ -298,10 +308,8 @@ def json_body(req: Request) -> dict[str, Any]:
 def validation_error(exc: ValidationError) -> NoReturn:
     """flask-openapi3's ``validation_error_callback``: the request's first error (fields are
     checked in the model's order) as an :class:`ApiError` with our code and status; a
-    ``/v1/audio/speech`` body's in OpenAI's terms (:func:`api.speech.from_validation`)."""
+    ``/v1/audio/speech`` body's in OpenAI's terms (:func:`from_validation`)."""
     if exc.title == "SpeechRequest":
-        from api.speech import from_validation  # imported here: api.speech imports this module
-
         raise from_validation(exc)
     first = exc.errors(include_url=False)[0]
     field = str(first["loc"][0]) if first["loc"] else ""
@@ -313,3 +321,60 @@ def validation_error(exc: ValidationError) -> NoReturn:
         code = _FIELD_CODES.get(field, f"invalid_{field}")
         message = f"{field}: {first['msg']}."
     raise ApiError(CODES.get(code, 422), code, message)
+
+
+# ``POST /v1/audio/speech`` (api/speech.py): OpenAI's request body and its errors.
+
+MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "moksori")
+"""Model names accepted for compatibility. They all mean the same thing here: the voice is the
+member's own model (``voice`` picks it), so ``model`` does not change the audio."""
+
+SpeechFormat = Literal["wav", "mp3", "flac", "opus", "pcm"]
+
+
+class SpeechRequest(BaseModel):
+    """The body of ``POST /v1/audio/speech``, as OpenAI defines it (fields OpenAI has that this
+    server does not use, such as ``instructions``, are ignored)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        openapi_extra={"example": {"model": "tts-1", "voice": "1", "input": "안녕하세요!"}},
+    )
+
+    model: StrictStr = Field(description=f"One of {', '.join(MODELS)}; all mean the same.")
+    input: StrictStr = Field(description="The text to say (`MOKSORI_MAX_TEXT_LENGTH` at most).")
+    voice: StrictInt | StrictStr = Field(
+        description="A member's id (integer or digits) or name (case-insensitive)."
+    )
+    response_format: SpeechFormat = Field(default="mp3", description="The audio format.")
+    speed: float = Field(
+        default=1.0, ge=MIN_SPEED, le=MAX_SPEED, strict=True, description="Speaking rate."
+    )
+    stream_format: Literal["audio"] | None = Field(
+        default=None, description="Only `audio` (the whole file in the body); `sse` is refused."
+    )
+
+
+def openai_invalid(param: str, code: str, message: str, status: int = 400) -> ApiError:
+    """An OpenAI-shaped error naming the request field at fault."""
+    return ApiError(status, code, message, param=param)
+
+
+def from_validation(error: ValidationError) -> ApiError:
+    """The first problem pydantic found, as one OpenAI error naming the field."""
+    first = error.errors(include_url=False)[0]
+    param = str(first["loc"][0]) if first["loc"] else ""
+    if first["type"] == "missing":
+        return openai_invalid(
+            param, "missing_required_parameter", f"Missing required parameter: {param!r}."
+        )
+    if param == "response_format":
+        listed = ", ".join(FORMATS)
+        return openai_invalid(
+            param, "unsupported_format", f"response_format must be one of {listed}."
+        )
+    if param == "speed":
+        return openai_invalid(
+            param, "invalid_speed", f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}."
+        )
+    return openai_invalid(param, "invalid_value", f"Invalid value for {param!r}: {first['msg']}.")

@@ -2,7 +2,7 @@
 
 from api import create_app
 from common import logs
-from common.config import Settings
+from common.config import process_settings
 
-logs.configure(Settings.from_env(), "api")
+logs.configure(process_settings(), "api")
 app = create_app()

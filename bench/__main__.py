@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.stack import Stack, WorkerStart
 from common.config import REPO_ROOT
-from voice_model.repository import scan
+from common.repository import scan
 
 _LOGGER = logging.getLogger("bench")
 
@@ -517,7 +517,7 @@ def choose_voices(kind: str, work: Path) -> tuple[Path, str]:
         return demo, "demo"
     if kind == "demo":
         raise SystemExit("no demo voices in voice_model/voices (python -m voice_model.demo)")
-    from tests.voice_factory import build_repository
+    from harness.voice_factory import build_repository
 
     return build_repository(work / "voices"), "tiny"
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.__main__ import Texts, choose_voices
-from voice_model.repository import scan
+from common.repository import scan
 
 _LOGGER = logging.getLogger("bench")
 

@@ -17,8 +17,8 @@ from kombu import Connection
 
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
-from launcher.processes import REPO, Process, start_api, start_worker
-from voice_model.repository import scan
+from common.repository import scan
+from harness.processes import REPO, Process, start_api, start_worker
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BENCH_RESULT_BACKEND", "redis://127.0.0.1:6379/13")

@@ -1,16 +1,29 @@
 """Settings shared by the API and the worker, read from ``MOKSORI_*`` environment variables.
 
-Every field has an embedded default so the service starts on a laptop; the README's configuration
-table lists the same names. Nothing here imports torch.
+One pydantic-settings model: every field has an embedded default so the service starts on a
+laptop, and its docstring is the description the configuration page is generated from
+(``docs/configuration.md``). A process reads its settings once (:func:`settings`). Nothing
+here imports torch.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import functools
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 PREFIX = "MOKSORI_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -20,10 +33,33 @@ MAX_SIGNED_URL_TTL = 7 * 24 * 3600
 
 DEFAULT_CORS_ORIGINS = (r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$",)
 
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("moksori_environ", default=None)
 
-@dataclass(frozen=True)
-class Settings:
+
+class _GivenEnviron(EnvSettingsSource):
+    """``MOKSORI_*`` variables read from a given mapping instead of the process environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class Settings(BaseSettings):
     """The service's configuration; one attribute per ``MOKSORI_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_ignore_empty=True,  # MOKSORI_X= (empty) means the default
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
 
     broker_url: str = "filesystem://"
     """Celery broker: ``amqp://`` (RabbitMQ) in production; the default is an embedded broker in
@@ -45,7 +81,7 @@ class Settings:
     """``auto`` (CUDA when present), ``cuda`` or ``cpu``."""
     queue: str = "moksori"
     """Prefix of the durable RabbitMQ queues: member N's jobs go to ``<queue>.N``."""
-    members: tuple[int, ...] = ()
+    members: Annotated[tuple[int, ...], NoDecode] = ()
     """Comma-separated member ids a worker loads and serves (its queues); empty: every voice."""
     workers: int = 1
     """Worker processes ``make run`` starts (one per GPU; on CPU, one per core at most)."""
@@ -65,9 +101,9 @@ class Settings:
     """Longest accepted text, in characters."""
     max_content_length: int = 64 * 1024
     """Largest accepted request body, in bytes."""
-    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CORS_ORIGINS
     """Comma-separated allowed browser origins (exact origins or regular expressions)."""
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
     """Comma-separated API keys; when set, every /api/* call needs ``Authorization: Bearer <key>``
     (empty: the API is open)."""
     metrics_auth: bool = False
@@ -123,59 +159,100 @@ class Settings:
     port: int = 8000
     """Port ``make run`` binds the API to."""
 
-    def __post_init__(self) -> None:
-        if self.log_format not in {"json", "text"}:
-            raise ValueError(
-                f"{PREFIX}LOG_FORMAT={self.log_format!r} is not valid: use json or text"
-            )
-        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(
-                f"{PREFIX}LOG_LEVEL={self.log_level!r} is not valid: use DEBUG, INFO, WARNING, "
-                "ERROR or CRITICAL"
-            )
+    @field_validator("members", "cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``a, b`` in the environment is the list ``(a, b)``."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("broker_dir", "voice_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in {"json", "text"}:
+            raise ValueError("use json or text")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @model_validator(mode="after")
+    def _signed_url_ttl(self) -> Settings:
         if not 1 <= self.signed_url_ttl <= MAX_SIGNED_URL_TTL:
             raise ValueError(
                 f"{PREFIX}SIGNED_URL_TTL={self.signed_url_ttl} is not valid: use 1 to "
                 f"{MAX_SIGNED_URL_TTL} seconds (a V4 signed URL lives at most 7 days)"
             )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values first, then the environment (the process's, or the one given to
+        :meth:`from_env`); no dotenv or secret files."""
+        environ = _ENVIRON.get()
+        env = env_settings if environ is None else _GivenEnviron(settings_cls, environ)
+        return (init_settings, env)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``MOKSORI_*`` variables, then explicit overrides (strings are
-        parsed as the environment's would be)."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, raw, f.default)
-        defaults = {f.name: f.default for f in fields(cls)}
-        for name, value in overrides.items():
-            if name not in defaults:
-                raise TypeError(f"unknown setting {name!r}")
-            if isinstance(value, str) and not isinstance(defaults[name], str):
-                value = _parse(name, value, defaults[name])
-            values[name] = value
-        return cls(**values)
+        """Settings from ``MOKSORI_*`` variables (``environ``, else the process's), then
+        explicit overrides (strings are parsed as the environment's would be). A bad value
+        is a ValueError naming the variable and what it was set to."""
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"unknown setting {unknown[0]!r}")
+        with _given(environ):
+            try:
+                return cls(**overrides)
+            except ValidationError as exc:
+                raise ValueError(_describe(exc)) from None
 
 
-_INT_LISTS = {"members"}
-
-
-def _parse(name: str, raw: str, default: Any) -> Any:
-    """Convert one environment string to the type of its default, naming the variable on error."""
+@contextmanager
+def _given(environ: Mapping[str, str] | None) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
     try:
-        if isinstance(default, bool):
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, Path):
-            return Path(raw).expanduser().resolve()
-        if isinstance(default, tuple):
-            parts = tuple(part.strip() for part in raw.split(",") if part.strip())
-            return tuple(int(part) for part in parts) if name in _INT_LISTS else parts
-    except ValueError as exc:
-        raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {exc}") from None
-    return raw
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    """Each problem as ``MOKSORI_NAME='value' is not valid: why``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        why = str(error["msg"]).removeprefix("Value error, ")
+        if len(error["loc"]) > 1:  # one item of a list
+            item = int(error["loc"][1]) + 1
+            problems.append(
+                f"{PREFIX}{name.upper()}: item {item} ({error['input']!r}) is not valid: {why}"
+            )
+        elif name:
+            problems.append(f"{PREFIX}{name.upper()}={error['input']!r} is not valid: {why}")
+        else:
+            problems.append(why)
+    return "; ".join(problems)
+
+
+@functools.cache
+def process_settings() -> Settings:
+    """This process's settings, read from its environment once."""
+    return Settings.from_env()

@@ -23,7 +23,7 @@ from typing import Any
 from gunicorn.glogging import Logger as _GunicornLogger
 from pythonjsonlogger.json import JsonFormatter
 
-from common.config import Settings
+from common.config import Settings, process_settings
 
 FORMATS = ("json", "text")
 CONTEXT_FIELDS = ("job_id", "request_id")
@@ -157,7 +157,7 @@ class GunicornLogger(_GunicornLogger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        configure(Settings.from_env(), "api")
+        configure(process_settings(), "api")
         for log in (self.error_log, self.access_log):
             for handler in list(log.handlers):
                 log.removeHandler(handler)

@@ -8,7 +8,7 @@ monitoring needs none of (and a Flower container should not carry).
 
 from __future__ import annotations
 
-from common.config import Settings
+from common.config import process_settings
 from common.jobs import make_celery
 
-app = make_celery(Settings.from_env(), main="moksori-monitor")
+app = make_celery(process_settings(), main="moksori-monitor")

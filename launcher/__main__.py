@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import IO
 
 from common import logs
-from common.config import PREFIX, Settings
+from common.config import PREFIX, Settings, process_settings
+from common.repository import scan
 from launcher import api_argv, worker_argv
-from voice_model.repository import scan
 
 _LOGGER = logging.getLogger("launcher")
 LOG_FORMAT_VAR = f"{PREFIX}LOG_FORMAT"
@@ -198,7 +198,7 @@ def main() -> int:
         os.environ[LOG_FORMAT_VAR] = "text"  # for this terminal; the children inherit it
     logging.basicConfig(level=logging.INFO, format="launcher | %(message)s", stream=sys.stdout)
     try:
-        settings = Settings.from_env()
+        settings = process_settings()
     except ValueError as exc:
         _LOGGER.error("%s", exc)
         return 2

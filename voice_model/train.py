@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from common.normalize import CONJOINING_JAMO, Normalizer
+from common.repository import GRIFFIN_LIM, MANIFEST_NAME
 from voice_model.dataset import DatasetError, Utterance, load_dataset
-from voice_model.repository import GRIFFIN_LIM, MANIFEST_NAME
 
 _LOGGER = logging.getLogger("voice_model.train")
 

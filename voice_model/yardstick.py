@@ -45,9 +45,9 @@ def resample(samples: np.ndarray, rate: int) -> np.ndarray:
 def score_members(voice_dir: Path, sentences: tuple[str, ...]) -> list[dict[str, object]]:
     """One row per demo member: mean and worst distance, and the vocoder's own floor."""
     from common.normalize import Normalizer
+    from common.repository import scan
     from voice_model.dataset import pronounced
     from voice_model.demo import MEMBERS
-    from voice_model.repository import scan
     from worker.synthesis import synthesize
     from worker.voices import load_voice
 

@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from common.config import Settings
+from common.config import process_settings
 from common.normalize import Normalizer
-from voice_model.repository import Repository, scan
+from common.repository import Repository, scan
 
 TEST_SENTENCE = "안녕하세요. 목소리 점검 중입니다."
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("TTS").setLevel(logging.ERROR)
-    settings = Settings.from_env()
+    settings = process_settings()
     repository = scan(args.voice_dir or settings.voice_dir)
     if args.action == "list":
         return list_voices(repository)

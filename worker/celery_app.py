@@ -18,14 +18,14 @@ from celery import bootsteps
 from celery.signals import worker_init, worker_process_init
 from kombu.exceptions import KombuError
 
-from common.config import Settings
+from common.config import process_settings
 from common.jobs import make_celery, member_queue, queue_declaration
 from worker import joblog, metrics, runtime
 
 _LOGGER = logging.getLogger(__name__)
 
 joblog.configure_early()
-_SETTINGS = Settings.from_env()
+_SETTINGS = process_settings()
 SERVED_MEMBERS = sorted(runtime.served_repository(_SETTINGS).voices)
 
 app = make_celery(_SETTINGS)
@@ -84,10 +84,12 @@ metrics.connect()  # the metrics directory, server and job counts (MOKSORI_WORKE
 @worker_process_init.connect
 def _load_voices(sender: Any = None, **_: Any) -> None:
     try:
-        pipeline = runtime.start(Settings.from_env())
+        pipeline = runtime.start(process_settings())
     finally:
         if _voices_loaded is not None:
             _voices_loaded.set()
+    metrics.watch(pipeline.bank.voices)
+    joblog.watch(pipeline.bank.voices)
     failed = [m for m in SERVED_MEMBERS if m not in pipeline.bank.voices]
     if failed and isinstance(sender, str):
         # Stop taking jobs for voices this process could not load, so another worker (or a

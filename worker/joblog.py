@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ import celery.apps.worker
 from celery.signals import celeryd_after_setup, setup_logging, task_postrun, task_prerun
 
 from common import logs
-from common.config import Settings
+from common.config import process_settings
 from common.jobs import REQUEST_ID_HEADER, SynthesisResult, job_status
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,12 +39,12 @@ def configure_early() -> None:
     and warnings Celery gives before its ``setup_logging``; skipped when something else (a
     test runner) already handles the root logger."""
     if not logging.getLogger().handlers:
-        logs.configure(Settings.from_env(), "worker")
+        logs.configure(process_settings(), "worker")
 
 
 @setup_logging.connect
 def _configure(**_: Any) -> None:
-    logs.configure(Settings.from_env(), "worker")
+    logs.configure(process_settings(), "worker")
 
 
 def _json_say(msg: str, f: Any = sys.__stderr__) -> None:
@@ -69,7 +70,7 @@ def _quiet_banner(sender: str, instance: Any, **_: Any) -> None:
     """Celery prints a multi-line banner and its shutdown notices straight to stdout; in JSON
     they would be the only lines that are not JSON, so the banner's facts are logged as one
     line and the notices written as JSON."""
-    if Settings.from_env().log_format != "json":
+    if process_settings().log_format != "json":
         return
     instance.quiet = True
     if callable(getattr(celery.apps.worker, "safe_say", None)):
@@ -143,12 +144,17 @@ def job_fields(
     return fields
 
 
+_voices: Mapping[int, Any] = {}
+
+
+def watch(voices: Mapping[int, Any]) -> None:
+    """Name the voice version in a failed job's line from ``voices`` (the process's loaded
+    voices, :class:`worker.voices.LoadedVoice` by member)."""
+    global _voices
+    _voices = voices
+
+
 def _loaded_version(member_id: int) -> str | None:
     """The version of the member's voice this process holds, when it holds one."""
-    from worker import runtime
-
-    try:
-        voice = runtime.current().bank.voices.get(member_id)
-    except RuntimeError:
-        return None
+    voice = _voices.get(member_id)
     return voice.spec.version if voice is not None else None

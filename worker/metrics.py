@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from celery.signals import (
 )
 
 from common import metrics
-from common.config import Settings
+from common.config import process_settings
 from common.jobs import TASK_NAME
 
 if TYPE_CHECKING:  # the real import waits until the metrics directory is set
@@ -140,17 +141,24 @@ def job_ended(member_id: Any, outcome: str) -> None:
     recorder().jobs.labels(_member_label(member_id), outcome).inc()
 
 
+_served: Mapping[int, Any] = {}
+
+
+def watch(voices: Mapping[int, Any]) -> None:
+    """Count jobs by member for the members in ``voices`` (the process's loaded voices, kept
+    current as versions change): anyone else's jobs count as ``other``."""
+    global _served
+    _served = voices
+
+
 def _member_label(member_id: Any) -> str:
     """The member as a label, when this worker serves it; else ``other`` (a job's member comes
     from the broker message and must not make new series)."""
-    from worker import runtime
-
     try:
-        served = runtime.current().bank.voices
         member = int(member_id)
-    except (RuntimeError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return OTHER_MEMBER
-    return str(member) if member in served else OTHER_MEMBER
+    return str(member) if member in _served else OTHER_MEMBER
 
 
 def _ours(sender: Any) -> bool:
@@ -179,7 +187,7 @@ _state: dict[str, Any] = {}
 
 def _prepare(**_: Any) -> None:
     """Before the pool forks: make and empty the metrics directory (when the server is on)."""
-    if Settings.from_env().worker_metrics_port <= 0:
+    if process_settings().worker_metrics_port <= 0:
         return
     path, owned = metrics.prepare_dir("worker")
     _state.update(dir=path, owned=owned)
@@ -187,7 +195,7 @@ def _prepare(**_: Any) -> None:
 
 def _serve(**_: Any) -> None:
     """Serve the sum of every pool process's samples on the metrics port."""
-    settings = Settings.from_env()
+    settings = process_settings()
     if settings.worker_metrics_port <= 0 or "dir" not in _state:
         return
     from prometheus_client import start_http_server

@@ -3,7 +3,7 @@
 Each pool process (which holds the models; Celery's control commands run in the main process,
 which holds none) watches the repository itself: a daemon thread looks every
 ``MOKSORI_VOICE_RELOAD_INTERVAL`` seconds (a few ``stat`` calls,
-:func:`voice_model.repository.fingerprint`) and, for a member whose version changed, loads the
+:func:`common.repository.fingerprint`) and, for a member whose version changed, loads the
 new version beside the old one and swaps it in at once (:meth:`worker.voices.VoiceBank.swap`).
 A version that fails to load is logged with the reason and the old one keeps serving.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from voice_model.repository import VoiceCatalog
+from common.repository import VoiceCatalog
 from worker.voices import LoadedVoice, VoiceBank, load_voice
 
 _LOGGER = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import time
 
 from common.config import Settings
 from common.normalize import Normalizer
+from common.repository import Repository, VoiceCatalog, scan
 from common.storage import open_storage
-from voice_model.repository import Repository, VoiceCatalog, scan
 from worker.reload import VoiceReloader
 from worker.synthesis import Pipeline
 from worker.voices import load_bank, resolve_device
@@ -20,13 +20,11 @@ from worker.voices import load_bank, resolve_device
 _LOGGER = logging.getLogger(__name__)
 
 _PIPELINE: Pipeline | None = None
-_SETTINGS: Settings | None = None
 
 
 def start(settings: Settings) -> Pipeline:
     """Load every voice and open storage for this process."""
-    global _PIPELINE, _SETTINGS
-    _SETTINGS = settings
+    global _PIPELINE
     started = time.perf_counter()
     # Coqui logs every input sentence at INFO; users' text stays out of our logs.
     logging.getLogger("TTS").setLevel(logging.WARNING)
@@ -88,11 +86,6 @@ def narrow(settings: Settings, repository: Repository) -> Repository:
     return Repository(
         voices={m: v for m, v in repository.voices.items() if m in wanted}, errors=errors
     )
-
-
-def settings() -> Settings:
-    """The settings this process started with."""
-    return _SETTINGS if _SETTINGS is not None else Settings.from_env()
 
 
 def current() -> Pipeline:

@@ -7,7 +7,7 @@ from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
-from common.config import Settings
+from common.config import Settings, process_settings
 from common.jobs import TASK_NAME, SynthesisResult, member_queue
 from common.storage import StorageError
 from worker import batching, deliveries, runtime
@@ -38,7 +38,7 @@ def synthesize(
     With dynamic batching on, jobs waiting in the same member's queue join this one
     (:mod:`worker.batching`).
     """
-    settings = runtime.settings()
+    settings = process_settings()
     if (self.request.delivery_info or {}).get("redelivered"):
         deliveries.guard(
             self.backend, self.request.id, settings.max_deliveries, settings.result_expires

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from voice_model.repository import Repository, VoiceSpec
+from common.repository import Repository, VoiceSpec
 from worker import metrics
 
 _LOGGER = logging.getLogger(__name__)

@@ -1,0 +1,267 @@
+"""Fault injectors for the fault tests: a private RabbitMQ node the test may stop and restart, a
+TCP proxy whose connections can be cut, and an HTTP proxy that can answer 503 for storage.
+
+The shared broker on 127.0.0.1:5672 is never touched: every broker fault happens on a node of
+the test's own (own name, ports, data directory and config), stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from harness.processes import free_port, reachable
+
+
+class RabbitNode:
+    """A RabbitMQ node of the test's own, started with ``rabbitmq-server`` like the shared one.
+
+    Its data directory survives :meth:`stop`, so a restart keeps durable queues and persistent
+    messages, exactly what a production broker restart does. ``consumer_timeout_ms`` sets
+    RabbitMQ's delivery-acknowledgement timeout for this node only (checked every second here,
+    instead of RabbitMQ's default of once a minute, so a test can cross it quickly)."""
+
+    def __init__(self, consumer_timeout_ms: int | None = None) -> None:
+        # Not under pytest's tmp_path: its folders are private to root, and the node runs as the
+        # rabbitmq user. remove() deletes it.
+        root = Path(tempfile.mkdtemp(prefix="moksori-rabbit-"))
+        root.chmod(0o755)
+        self.root = root
+        self.name = f"moksori-test-{uuid.uuid4().hex[:8]}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        (root / "mnesia").mkdir(parents=True, exist_ok=True)
+        (root / "log").mkdir(parents=True, exist_ok=True)
+        config = [f"listeners.tcp.default = 127.0.0.1:{self.port}", "loopback_users = none"]
+        if consumer_timeout_ms is not None:
+            config.append(f"consumer_timeout = {consumer_timeout_ms}")
+        (root / "rabbitmq.conf").write_text("\n".join(config) + "\n", encoding="utf-8")
+        (root / "enabled_plugins").write_text("[].\n", encoding="utf-8")
+        (root / "advanced.config").write_text(
+            "[{rabbit, [{channel_tick_interval, 1000}]}].\n", encoding="utf-8"
+        )
+        with contextlib.suppress(KeyError, PermissionError):
+            # rabbitmq-server drops to the rabbitmq user when started as root.
+            user = pwd.getpwnam("rabbitmq")
+            for path in [root, *root.rglob("*")]:
+                os.chown(path, user.pw_uid, user.pw_gid)
+        self._env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_MNESIA_DIR": str(root / "mnesia" / "node"),
+            "RABBITMQ_LOG_BASE": str(root / "log"),
+            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(root / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(root / "node.pid"),
+        }
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> None:
+        log = (self.root / "server.out").open("ab")
+        self._proc = subprocess.Popen(
+            ["rabbitmq-server"],
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not reachable("127.0.0.1", self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"private RabbitMQ node did not start:\n{self.output()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop the node the way an operator would (``rabbitmqctl stop``); kill it if that fails."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            subprocess.run(
+                ["rabbitmqctl", "-n", self.name, "stop"],
+                env=self._env,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, 9)
+                self._proc.wait()
+        self._proc = None
+        deadline = time.monotonic() + 15
+        while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def remove(self) -> None:
+        """Stop the node and delete its data."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Crash the node (SIGKILL to every process of it), as a power cut would."""
+        if self._proc is None:
+            return
+        import psutil
+
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(self._proc.pid)
+            for proc in [*parent.children(recursive=True), parent]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+        self._proc.wait(timeout=30)
+        self._proc = None
+        deadline = time.monotonic() + 15
+        while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        path = self.root / "server.out"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+class TcpProxy:
+    """Forwards a local port to ``target``; :meth:`cut` drops every connection and refuses new
+    ones (a network partition), :meth:`restore` listens again on the same port."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    close = cut
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class FlakyHttp:
+    """An HTTP proxy in front of ``upstream`` (e.g. the storage emulator) that forwards every
+    request, or answers ``503`` to the next ``fail_next`` requests (``-1``: to all of them)."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.fail_next = 0
+        self.failed = 0
+        self.forwarded = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy._should_fail():
+                    payload = b'{"error": {"code": 503, "message": "injected outage"}}'
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in {"transfer-encoding", "content-length", "connection"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle  # noqa: N815
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _should_fail(self) -> bool:
+        with self._lock:
+            if self.fail_next == 0:
+                self.forwarded += 1
+                return False
+            if self.fail_next > 0:
+                self.fail_next -= 1
+            self.failed += 1
+            return True
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

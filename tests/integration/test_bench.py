@@ -1,0 +1,40 @@
+"""The benchmark's smoke run: the real service on RabbitMQ with tiny voices, a few requests per
+phase. Its numbers are not checked here (they live in the README's table); its correctness
+checks are (exit status 1 on a 5xx, a lost job, a repeat that sent a task, twins that did not
+share one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from harness.processes import REPO
+from tests.support import base_env
+
+
+def test_bench_smoke_prints_the_table() -> None:
+    env = base_env()
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--voices", "tiny"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-6000:]
+    table = result.stdout
+    assert "Voices: **tiny**" in table
+    assert "| measure | result | in-process floor | vs floor | target | met |" in table
+    for measure in (
+        "new text, 1 sentence",
+        "new text, 5 sentences",
+        "repeat of a stored text",
+        "202 for new text",
+        "malformed requests/s mixed in",
+        "concurrent requests over",
+        "worker processes",
+        "worker start-up",
+        "API resident memory",
+    ):
+        assert measure in table, measure

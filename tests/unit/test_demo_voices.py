@@ -1,0 +1,43 @@
+"""The demo voices shipped in voice_model/: present, small, inference-only and speaking."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.config import REPO_ROOT
+from common.normalize import Normalizer
+from common.repository import scan
+
+VOICE_DIR = REPO_ROOT / "voice_model"
+
+
+def test_three_demo_members_under_40_mb() -> None:
+    repository = scan(VOICE_DIR)
+    assert repository.errors == {}
+    assert [(v.member_id, v.name, v.vocoder) for v in repository.voices.values()] == [
+        (1, "Haneul", "griffin-lim"),
+        (2, "Minji", "griffin-lim"),
+        (3, "Jihun", "griffin-lim"),
+    ]
+    total = sum(p.stat().st_size for p in (VOICE_DIR / "voices").rglob("*") if p.is_file())
+    assert total < 40 * 2**20
+
+
+def test_checkpoints_are_inference_only() -> None:
+    import torch
+
+    for spec in scan(VOICE_DIR).voices.values():
+        checkpoint = torch.load(spec.tts_checkpoint, map_location="cpu", weights_only=False)
+        assert set(checkpoint) == {"model", "config", "step"}, spec.name
+
+
+@pytest.mark.parametrize("member_id", [1, 2, 3])
+def test_demo_member_speaks(member_id: int) -> None:
+    """Each demo voice turns a held-out sentence into audio of a sensible length."""
+    from worker.synthesis import synthesize
+    from worker.voices import load_voice
+
+    spec = scan(VOICE_DIR).voices[member_id]
+    voice = load_voice(spec, "cpu")
+    samples = synthesize(voice, Normalizer().sentences("만나서 반갑습니다.", spec.characters), 0)
+    assert 0.5 < samples.size / voice.sample_rate < 4.0
