@@ -2,7 +2,10 @@
 key and the storage emulator; and the robustness report written at the end of the session.
 
 ``tests/unit/`` needs nothing but this repository's requirements; ``tests/integration/`` needs
-the local services (see its conftest). Plain helpers are in :mod:`tests.support`."""
+the local services (see its conftest). A test that needs more says so with
+``@pytest.mark.needs(...)`` (the names of :data:`tests.support.SERVICES`): where one is missing
+the test is skipped with a message naming it, or fails when ``MOKSORI_REQUIRE_SERVICES=1`` (as
+``.ci/run`` sets), so CI never passes by skipping. Plain helpers are in :mod:`tests.support`."""
 
 from __future__ import annotations
 
@@ -16,7 +19,12 @@ import pytest
 from harness import voice_factory
 from harness.processes import REPO, Process, free_port
 from tests import report
-from tests.support import SERVICE_ACCOUNT, start_gcs_emulator
+from tests.support import (
+    REQUIRE_SERVICES,
+    SERVICE_ACCOUNT,
+    missing_services,
+    start_gcs_emulator,
+)
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +86,18 @@ def gcs_emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the fault and bad-input report the tests recorded (tests/report.py)."""
     report.write(REPO / "var" / "reports" / "robustness.md")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip (or, under MOKSORI_REQUIRE_SERVICES=1, fail) a test whose services are missing."""
+    wanted: list[str] = []
+    for mark in item.iter_markers("needs"):
+        wanted.extend(name for name in mark.args if name not in wanted)
+    missing = missing_services(tuple(wanted))
+    if not missing:
+        return
+    names = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+    message = f"needs {names}, not found on this machine"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (MOKSORI_REQUIRE_SERVICES=1: every test must run)")
+    pytest.skip(message)

@@ -46,6 +46,8 @@ SERVICES: dict[str, Callable[[], bool]] = {
     "Chromium": lambda: _program(CHROMIUM) and _program(CHROMEDRIVER),
     "rabbitmq-server": lambda: _program("rabbitmq-server") and _program("rabbitmqctl"),
     "redis-server": lambda: _program("redis-server"),
+    "espeak-ng": lambda: _program("espeak-ng"),
+    "docker-compose": lambda: _program("docker-compose"),
 }
 
 

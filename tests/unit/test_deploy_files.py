@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -56,7 +55,7 @@ def test_dockerfiles_copy_what_exists(dockerfile: str) -> None:
         assert not re.search(r"^torch", requirements, flags=re.M)
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@pytest.mark.needs("docker-compose")
 def test_compose_config_validates() -> None:
     result = subprocess.run(
         ["docker-compose", "--profile", "gcs", "config", "-q"],

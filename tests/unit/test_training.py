@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 import wave
@@ -18,8 +17,6 @@ from tests.support import REPO, base_env
 from voice_model.corpus import HELD_OUT, build_corpus, dictionary_nouns, particle
 from voice_model.dataset import EspeakVoice, render_dataset
 from voice_model.yardstick import distance
-
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng missing")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +52,7 @@ def test_corpus_is_distinct_covers_hangul_and_excludes_held_out(nouns: list[str]
     assert len(onsets) == 19 and len(vowels) == 21
 
 
-@needs_espeak
+@pytest.mark.needs("espeak-ng")
 def test_yardstick_orders_renderings() -> None:
     """Same sentence is 0 from itself, near at another pitch, far from another sentence."""
     voice, other_pitch = EspeakVoice("ko", 50, 165), EspeakVoice("ko", 75, 165)
@@ -68,8 +65,6 @@ def test_yardstick_orders_renderings() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng missing")
     sentences = ["안녕하세요.", "사과 3개 주세요.", "학교에 갑니다!", "오늘은 맑아요?"]
     return render_dataset(
         tmp_path_factory.mktemp("data"), sentences, EspeakVoice("ko+f2", 70, 160), Normalizer()
@@ -87,6 +82,7 @@ def train(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.needs("espeak-ng")
 def test_rendered_dataset(tiny_data: Path) -> None:
     lines = (tiny_data / "metadata.csv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4 and lines[1].endswith("|사과 3개 주세요.")
@@ -94,6 +90,7 @@ def test_rendered_dataset(tiny_data: Path) -> None:
         assert wav.getframerate() == 22050 and wav.getnframes() > 5000
 
 
+@pytest.mark.needs("espeak-ng")
 def test_train_writes_a_loadable_voice_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
     """A short run writes an inference-only voice the service loads; a second run resumes."""
     out = tmp_path / "voices" / "tiny"
