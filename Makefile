@@ -1,4 +1,4 @@
-# The README's two commands: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (and `make docs`, the docs site).
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
