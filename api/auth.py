@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
 
-from api.errors import ApiError
+from api.errors import INVALID_API_KEY, UNAUTHORIZED
 from common.config import Settings
 
 _EXTENSION = "moksori.auth"
@@ -98,16 +98,12 @@ def _require_key() -> None:
     if not guard.protects(request.path, request.method):
         return
     if bearer_token(request.headers.get("Authorization")) is None:
-        raise ApiError(
-            401,
-            "unauthorized",
+        raise UNAUTHORIZED(
             "This API needs a key: send it as 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": _CHALLENGE},
         )
     if _presented_key_id() is None:
-        raise ApiError(
-            401,
-            "invalid_api_key",
+        raise INVALID_API_KEY(
             "The API key is not valid.",
             headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
         )

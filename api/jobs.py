@@ -7,12 +7,34 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
 from api.auth import client_id
-from api.errors import ApiError
-from api.openapi import (
-    BEARER_OPTIONAL,
+from api.errors import (
+    BODY_TOO_LARGE,
+    EMPTY_TEXT,
+    INVALID_CREATED_AT,
+    INVALID_JSON,
+    INVALID_MEMBER_ID,
+    INVALID_TEXT,
+    INVALID_UUID,
+    INVALID_WAIT,
+    MEMBER_UNAVAILABLE,
+    MISSING_MEMBER_ID,
+    MISSING_TEXT,
+    NOT_FOUND,
     RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
+    TEXT_TOO_LONG,
+    TOO_MANY_QUEUED,
+    UNKNOWN_JOB,
+    UNKNOWN_MEMBER,
+    UNSPEAKABLE_TEXT,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiError,
+)
+from api.openapi import (
+    AUTH_ERRORS,
+    BEARER_OPTIONAL,
+    RATE_ERRORS,
     RETRY_AFTER,
-    UNAUTHORIZED,
     URI_TOO_LONG,
     JobStatus,
     TextFinished,
@@ -27,8 +49,8 @@ bp = APIBlueprint("jobs", __name__, url_prefix="/api", abp_tags=[Tag(name="jobs"
 
 _UNAVAILABLE = error(
     "No worker serves the member, or the queue or storage is unreachable",
-    "member_unavailable",
-    "service_unavailable",
+    MEMBER_UNAVAILABLE,
+    SERVICE_UNAVAILABLE,
     headers=RETRY_AFTER,
 )
 
@@ -60,32 +82,32 @@ def _json_object() -> None:
     responses={
         200: TextFinished,
         202: TextQueued,
-        400: error("Not JSON, not an object, or `wait` not 1-60", "invalid_json", "invalid_wait"),
-        401: UNAUTHORIZED,
-        404: error("No voice for this member", "unknown_member"),
+        400: error("Not JSON, not an object, or `wait` not 1-60", INVALID_JSON, INVALID_WAIT),
+        401: AUTH_ERRORS,
+        404: error("No voice for this member", UNKNOWN_MEMBER),
         413: error(
             "`text` longer than `MOKSORI_MAX_TEXT_LENGTH`, or the body over "
             "`MOKSORI_MAX_CONTENT_LENGTH` bytes",
-            "text_too_long",
-            "request_entity_too_large",
+            TEXT_TOO_LONG,
+            BODY_TOO_LARGE,
         ),
         414: URI_TOO_LONG,
-        415: error("The body is not `application/json`", "unsupported_media_type"),
+        415: error("The body is not `application/json`", UNSUPPORTED_MEDIA_TYPE),
         422: error(
             "A field is missing or malformed, or nothing in `text` can be pronounced",
-            "missing_member_id",
-            "invalid_member_id",
-            "missing_text",
-            "invalid_text",
-            "empty_text",
-            "unspeakable_text",
-            "invalid_uuid",
-            "invalid_created_at",
+            MISSING_MEMBER_ID,
+            INVALID_MEMBER_ID,
+            MISSING_TEXT,
+            INVALID_TEXT,
+            EMPTY_TEXT,
+            UNSPEAKABLE_TEXT,
+            INVALID_UUID,
+            INVALID_CREATED_AT,
         ),
         429: error(
             "Too many requests, or too many of this client's jobs queued",
-            "rate_limited",
-            "too_many_queued_jobs",
+            RATE_LIMITED,
+            TOO_MANY_QUEUED,
             headers=RETRY_AFTER,
         ),
         503: _UNAVAILABLE,
@@ -134,15 +156,15 @@ def create_text(query: TextQuery, body: TextRequest) -> tuple[Response, int, dic
     security=BEARER_OPTIONAL,
     responses={
         200: JobStatus,
-        401: UNAUTHORIZED,
+        401: AUTH_ERRORS,
         404: error(
-            "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`", "unknown_job", "not_found"
+            "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`", UNKNOWN_JOB, NOT_FOUND
         ),
         414: URI_TOO_LONG,
-        429: RATE_LIMITED,
+        429: RATE_ERRORS,
         503: error(
             "The result backend or storage is unreachable",
-            "service_unavailable",
+            SERVICE_UNAVAILABLE,
             headers=RETRY_AFTER,
         ),
     },
@@ -154,5 +176,5 @@ def get_job(path: JobPath) -> Response:
     bind_job(path.job_id)
     view = _service().status(path.job_id, request.host_url)
     if view is None:
-        raise ApiError(404, "unknown_job", "There is no job with this id (or it has expired).")
+        raise UNKNOWN_JOB("There is no job with this id (or it has expired).")
     return jsonify(view)

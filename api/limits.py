@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api.auth import client_id
-from api.errors import error_response
+from api.errors import RATE_LIMITED, error_response
 from common.config import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
         retry_after = _seconds_to_reset(limiter, exc)
         _LOGGER.info("%s is over the rate limit of %s", client_id(), exc.limit.limit)
         response = error_response(
-            429,
-            "rate_limited",
+            RATE_LIMITED,
             f"Too many requests: the limit is {exc.limit.limit} per client; "
             f"try again in {retry_after} s.",
         )

@@ -12,7 +12,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from api.errors import ApiError
+from api.errors import NOT_FOUND, RANGE_NOT_SATISFIABLE
 from api.openapi import URI_TOO_LONG, error
 from api.validation import MediaPath, RequestModel, no_default
 
@@ -54,9 +54,9 @@ class MediaHeaders(RequestModel):
             "content": _WAV,
         },
         304: {"description": "Not modified (`If-None-Match`)."},
-        404: error("No such file", "not_found"),
+        404: error("No such file", NOT_FOUND),
         414: URI_TOO_LONG,
-        416: error("The range is outside the file", "requested_range_not_satisfiable"),
+        416: error("The range is outside the file", RANGE_NOT_SATISFIABLE),
     },
 )
 def serve(path: MediaPath, header: MediaHeaders) -> Response:
@@ -67,7 +67,7 @@ def serve(path: MediaPath, header: MediaHeaders) -> Response:
     # upload's temporary file, say) and no client-made name ever reaches the file system.
     file = current_app.extensions["moksori"].storage.path_for(path.key)
     if file is None or not file.is_file():
-        raise ApiError(404, "not_found", "There is no such audio file.")
+        raise NOT_FOUND("There is no such audio file.")
     response = send_file(file, mimetype="audio/wav", conditional=True, etag=True, max_age=ONE_YEAR)
     response.cache_control.public = True
     response.cache_control.immutable = True

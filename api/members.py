@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, current_app, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from api.openapi import BEARER_OPTIONAL, RATE_LIMITED, UNAUTHORIZED, Members
+from api.openapi import AUTH_ERRORS, BEARER_OPTIONAL, RATE_ERRORS, Members
 from api.service import UNAVAILABLE, JobService
 
 bp = APIBlueprint("members", __name__, url_prefix="/api", abp_tags=[Tag(name="members")])
@@ -20,7 +20,7 @@ _LOGGER = logging.getLogger(__name__)
     operation_id="listMembers",
     summary="The voices, and whether a worker serves each",
     security=BEARER_OPTIONAL,
-    responses={200: Members, 401: UNAUTHORIZED, 429: RATE_LIMITED},
+    responses={200: Members, 401: AUTH_ERRORS, 429: RATE_ERRORS},
 )
 def list_members() -> Response:
     """Every voice: id, name, sample rate, version, vocoder, and ``served`` (true when a worker

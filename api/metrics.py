@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import Counter, Histogram
 
+from api.errors import INVALID_API_KEY, UNAUTHORIZED
 from api.openapi import BEARER_OPTIONAL, error
 from common import metrics
 
@@ -66,8 +67,8 @@ JOBS_JOINED = Counter(
         },
         401: error(
             "With `MOKSORI_METRICS_AUTH`, a missing or wrong API key",
-            "unauthorized",
-            "invalid_api_key",
+            UNAUTHORIZED,
+            INVALID_API_KEY,
         ),
     },
 )

@@ -25,6 +25,7 @@ from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from flask_openapi3_swagger.templates import swagger_html_string
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from api.errors import INVALID_API_KEY, RATE_LIMITED, UNAUTHORIZED, ErrorKind
 from api.validation import TextRequest
 
 API_VERSION = "1.0.0"
@@ -74,14 +75,21 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
-def error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
-    """A documented error response: the :class:`Error` shape, narrowed to ``codes`` (the
-    ``error.code`` values this status can carry on this route)."""
+def error(description: str, *kinds: ErrorKind, headers: dict[str, Any] | None = None) -> dict:
+    """A documented error response: the :class:`Error` shape, narrowed to the codes of
+    ``kinds`` (the errors this status can carry on this route), which share one status."""
+    statuses = {kind.status for kind in kinds}
+    if len(statuses) != 1:
+        raise ValueError(f"one response, one status: {[(k.code, k.status) for k in kinds]}")
+    return _narrowed(description, ERROR_REF, [kind.code for kind in kinds], headers)
+
+
+def _narrowed(description: str, ref: str, codes: list[str], headers: dict[str, Any] | None) -> dict:
     listed = ", ".join(f"`{code}`" for code in codes)
-    codes_only = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
+    codes_only = {"properties": {"error": {"properties": {"code": {"enum": codes}}}}}
     response: dict[str, Any] = {
         "description": f"{description} (`error.code`: {listed}).",
-        "content": {JSON: {"schema": {"allOf": [{"$ref": ERROR_REF}, codes_only]}}},
+        "content": {JSON: {"schema": {"allOf": [{"$ref": ref}, codes_only]}}},
     }
     if headers:
         response["headers"] = headers
@@ -110,11 +118,12 @@ class OpenAIError(BaseModel):
 OPENAI_ERROR_REF = "#/components/schemas/OpenAIError"
 
 
-def openai_error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict:
-    """A documented error response under ``/v1/``: :class:`OpenAIError`, narrowed to ``codes``."""
-    response = error(description, *codes, headers=headers)
-    response["content"][JSON]["schema"]["allOf"][0] = {"$ref": OPENAI_ERROR_REF}
-    return response
+def openai_error(
+    description: str, *kinds: ErrorKind, headers: dict[str, Any] | None = None
+) -> dict:
+    """A documented error response under ``/v1/``: :class:`OpenAIError`, narrowed to the codes
+    of ``kinds`` (OpenAI answers every invalid request with 400, whatever our own status)."""
+    return _narrowed(description, OPENAI_ERROR_REF, [kind.code for kind in kinds], headers)
 
 
 URI_TOO_LONG = {
@@ -136,10 +145,10 @@ LOCATION = {
         "schema": {"type": "string"},
     }
 }
-UNAUTHORIZED = error("A missing or wrong API key", "unauthorized", "invalid_api_key")
+AUTH_ERRORS = error("A missing or wrong API key", UNAUTHORIZED, INVALID_API_KEY)
 """Every ``/api/*`` route: keys apply when ``MOKSORI_API_KEYS`` is set."""
-RATE_LIMITED = error(
-    "More requests than `MOKSORI_RATE_LIMIT` allows", "rate_limited", headers=RETRY_AFTER
+RATE_ERRORS = error(
+    "More requests than `MOKSORI_RATE_LIMIT` allows", RATE_LIMITED, headers=RETRY_AFTER
 )
 """Every ``/api/*`` route: the request rate applies to all."""
 

@@ -33,7 +33,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from kombu import Connection
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.errors import error_response
+from api.errors import NOT_READY, error_response
 from api.openapi import RETRY_AFTER, MoksoriAPI, error
 from common.config import Settings
 from common.jobs import member_queue
@@ -265,9 +265,9 @@ class Ready(BaseModel):
     checks: ReadyChecks
 
 
-NOT_READY = error(
+NOT_READY_ERRORS = error(
     "A check failed; `error.message` names each failed check and why, in plain words",
-    "not_ready",
+    NOT_READY,
     headers=RETRY_AFTER,
 )
 
@@ -287,7 +287,7 @@ def init_app(
     description="Answered within a second: each check has its own timeout, and results are "
     "reused for a moment (the storage probe for 5 s). `workers` is `unknown` on the embedded "
     "filesystem broker, which keeps no list of consumers; unknown is not a failure.",
-    responses={200: Ready, 503: NOT_READY},
+    responses={200: Ready, 503: NOT_READY_ERRORS},
 )
 def readyz() -> Response:
     """200 with every check, or 503 (``Retry-After``) naming each failed check and why."""
@@ -304,6 +304,6 @@ def readyz() -> Response:
         return jsonify({"status": "ready", "checks": checks_view})
     problem = "; ".join(f"{name}: {check.detail}" for name, check in failed.items())
     readiness.report(problem)
-    response = error_response(503, "not_ready", f"Not ready: {problem}.")
+    response = error_response(NOT_READY, f"Not ready: {problem}.")
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response

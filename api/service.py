@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from api import metrics
-from api.errors import ApiError
+from api.errors import (
+    MEMBER_UNAVAILABLE,
+    SERVICE_UNAVAILABLE,
+    TOO_MANY_QUEUED,
+    UNKNOWN_MEMBER,
+    UNSPEAKABLE_TEXT,
+    ApiError,
+)
 from api.fleet import Fleet
 from api.inflight import Inflight, open_inflight
 from api.quota import Quota, open_quota
@@ -24,8 +34,10 @@ from common.config import Settings
 from common.jobs import (
     QUEUED,
     REQUEST_ID_HEADER,
+    SYNTHESIS_FAILED_CODE,
     TASK_NAME,
     JobMessage,
+    SynthesisError,
     SynthesisResult,
     job_status,
     make_celery,
@@ -46,30 +58,30 @@ UNAVAILABLE = (KombuError, RedisError, OSError)
 QUEUE_CAP_RETRY_AFTER_S = 5
 
 
-def _unavailable(what: str, exc: BaseException) -> ApiError:
-    _LOGGER.warning("%s unavailable: %s", what, exc)
-    return ApiError(
-        503,
-        "service_unavailable",
-        f"The job queue is unavailable ({what}); try again shortly.",
-        headers={"Retry-After": "5"},
-    )
+@contextmanager
+def reaching(what: str) -> Iterator[None]:
+    """Run the block against ``what`` (the broker or the result backend); when it cannot be
+    reached, the client gets one 503 saying so and the log says why."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        _LOGGER.warning("%s unavailable: %s", what, exc)
+        raise SERVICE_UNAVAILABLE(
+            f"The job queue is unavailable ({what}); try again shortly.",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def _storage_unavailable(doing: str, key: str, exc: StorageError) -> ApiError:
     _LOGGER.warning("storage: cannot %s %s: %s", doing, key, exc)
-    return ApiError(
-        503,
-        "service_unavailable",
+    return SERVICE_UNAVAILABLE(
         f"Storage is unavailable (cannot {doing} right now); try again shortly.",
         headers={"Retry-After": "5"},
     )
 
 
 def _too_many_queued(cap: int) -> ApiError:
-    return ApiError(
-        429,
-        "too_many_queued_jobs",
+    return TOO_MANY_QUEUED(
         f"This client already has {cap} jobs queued or running (the limit); "
         "wait for one to finish.",
         headers={"Retry-After": str(QUEUE_CAP_RETRY_AFTER_S)},
@@ -136,9 +148,7 @@ class JobService:
         voice = self.voices.get(member_id)
         if voice is None:
             known = ", ".join(str(m) for m in self.voices) or "none"
-            raise ApiError(
-                404, "unknown_member", f"There is no voice for member {member_id} (known: {known})."
-            )
+            raise UNKNOWN_MEMBER(f"There is no voice for member {member_id} (known: {known}).")
         return voice
 
     def submit(
@@ -156,10 +166,8 @@ class JobService:
         503 when no worker serves the member or the queue is down."""
         voice = self.voice(req.member_id)
         if not pronounceable(req.text):
-            raise ApiError(
-                422,
-                "unspeakable_text",
-                "text has nothing this voice can pronounce (no Korean, Latin letters or numbers).",
+            raise UNSPEAKABLE_TEXT(
+                "text has nothing this voice can pronounce (no Korean, Latin letters or numbers)."
             )
         key = speech_key(
             req.member_id,
@@ -181,13 +189,14 @@ class JobService:
         # and before the key is claimed (so a refusal leaves nothing anyone could join).
         admitted = False
         try:
-            backend.store_result(job_id, {"member_id": req.member_id, "uuid": req.uuid}, QUEUED)
-            admitted = self.quota.take(client, job_id)
-            leader = self._claim(key, job_id) if admitted else None
-        except UNAVAILABLE as exc:
+            with reaching("result backend"):
+                backend.store_result(job_id, {"member_id": req.member_id, "uuid": req.uuid}, QUEUED)
+                admitted = self.quota.take(client, job_id)
+                leader = self._claim(key, job_id) if admitted else None
+        except ApiError:
             if admitted:
                 self._give_back(client, job_id)
-            raise _unavailable("result backend", exc) from exc
+            raise
         if not admitted:
             self._discard(job_id)
             raise _too_many_queued(self.quota.cap)
@@ -211,19 +220,20 @@ class JobService:
         if speed != DEFAULT_SPEED:
             message["speed"] = speed
         try:
-            self.celery.send_task(
-                TASK_NAME,
-                kwargs=dict(message),
-                # What Celery's "received" line and task events show instead of the arguments.
-                kwargsrepr=repr({"member_id": req.member_id, "characters": len(req.text)}),
-                task_id=job_id,
-                queue=member_queue(self.settings.queue, req.member_id),
-                headers={REQUEST_ID_HEADER: request_id} if request_id else None,
-            )
-        except UNAVAILABLE as exc:
+            with reaching("broker"):
+                self.celery.send_task(
+                    TASK_NAME,
+                    kwargs=dict(message),
+                    # What Celery's "received" line and task events show instead of the arguments.
+                    kwargsrepr=repr({"member_id": req.member_id, "characters": len(req.text)}),
+                    task_id=job_id,
+                    queue=member_queue(self.settings.queue, req.member_id),
+                    headers={REQUEST_ID_HEADER: request_id} if request_id else None,
+                )
+        except ApiError:
             self._abandon(job_id, key)
             self._give_back(client, job_id)
-            raise _unavailable("broker", exc) from exc
+            raise
         _LOGGER.info("job %s queued for member %s", job_id, req.member_id)
         metrics.JOBS_QUEUED.labels(req.member_id).inc()
         return Submission(job_id=job_id, key=key)
@@ -250,10 +260,8 @@ class JobService:
             synthesis_s=0.0,
             pipeline_s=0.0,
         )
-        try:
+        with reaching("result backend"):
             self.celery.backend.store_result(job_id, dict(result), "SUCCESS")
-        except UNAVAILABLE as exc:
-            raise _unavailable("result backend", exc) from exc
         _LOGGER.info("job %s for member %s served from the cache", job_id, req.member_id)
         metrics.CACHE_HITS.labels(req.member_id).inc()
         view = {"job_id": job_id, "status": "done", "url": self._url(stored.key, base_url)}
@@ -261,14 +269,10 @@ class JobService:
         return Submission(job_id=job_id, cached=True, view=view, key=stored.key)
 
     def _require_worker(self, member_id: int) -> None:
-        try:
+        with reaching("broker"):
             consumers = self.fleet.consumers(member_id)
-        except UNAVAILABLE as exc:
-            raise _unavailable("broker", exc) from exc
         if consumers == 0:
-            raise ApiError(
-                503,
-                "member_unavailable",
+            raise MEMBER_UNAVAILABLE(
                 f"No worker serves member {member_id} right now; try again later.",
                 headers={"Retry-After": "30"},
             )
@@ -317,23 +321,22 @@ class JobService:
     def wait(self, job_id: str, timeout: float) -> None:
         """Block until the job ends or ``timeout`` passes."""
         result = self.celery.AsyncResult(job_id)
-        try:
-            # Redis pushes the result (pub/sub); SQL backends are polled, here every 20 ms.
-            result.get(timeout=timeout, interval=0.02, propagate=False, disable_sync_subtasks=False)
-        except CeleryTimeout:
-            # Stop listening for this job on this thread's pub/sub connection: nobody waits now.
-            stop_waiting = getattr(result.backend, "remove_pending_result", None)
-            if stop_waiting is not None:
-                stop_waiting(result)
-        except UNAVAILABLE as exc:
-            raise _unavailable("result backend", exc) from exc
+        with reaching("result backend"):
+            try:
+                # Redis pushes the result (pub/sub); SQL backends are polled, here every 20 ms.
+                result.get(
+                    timeout=timeout, interval=0.02, propagate=False, disable_sync_subtasks=False
+                )
+            except CeleryTimeout:
+                # Stop listening for this job on this thread's pub/sub connection: nobody waits.
+                stop_waiting = getattr(result.backend, "remove_pending_result", None)
+                if stop_waiting is not None:
+                    stop_waiting(result)
 
     def status(self, job_id: str, base_url: str) -> dict[str, Any] | None:
         """The public view of a job, or None when no such job is known."""
-        try:
+        with reaching("result backend"):
             meta = self.celery.backend.get_task_meta(job_id)
-        except UNAVAILABLE as exc:
-            raise _unavailable("result backend", exc) from exc
         status = job_status(meta.get("status", "PENDING"))
         if status is None:
             return None
@@ -346,22 +349,21 @@ class JobService:
         elif status == "done":  # a result without a key was not written by our worker
             view.update(status="failed", error="The job finished without an audio file.")
         elif status == "failed":
-            view["error"] = _describe(result)
+            view["error"], _code = _failure(result)
         return view
 
-    def outcome(self, job_id: str) -> tuple[str | None, str | None, str | None]:
-        """A job's public status, its result's storage key when done, and why it failed."""
-        try:
+    def outcome(self, job_id: str) -> tuple[str | None, str | None, tuple[str, str] | None]:
+        """A job's public status, its result's storage key when done, and why it failed (a
+        sentence and an error code)."""
+        with reaching("result backend"):
             meta = self.celery.backend.get_task_meta(job_id)
-        except UNAVAILABLE as exc:
-            raise _unavailable("result backend", exc) from exc
         status = job_status(meta.get("status", "PENDING"))
         result = meta.get("result")
         if status == "done":
             key = result.get("key") if isinstance(result, dict) else None
             return status, key if isinstance(key, str) else None, None
         if status == "failed":
-            return status, None, _describe(result)
+            return status, None, _failure(result)
         return status, None, None
 
     def read(self, key: str) -> bytes | None:
@@ -380,14 +382,13 @@ class JobService:
             raise _storage_unavailable("make an audio URL", key, exc) from exc
 
 
-def _describe(error: Any) -> str:
-    """A plain sentence for a failed job's exception."""
+def _failure(error: Any) -> tuple[str, str]:
+    """A failed job's exception as a plain sentence and the API error code it stands for."""
+    if isinstance(error, SynthesisError):
+        return error.message, error.code
+    if isinstance(error, TimeLimitExceeded | SoftTimeLimitExceeded):
+        return "Synthesis took longer than the time limit.", SYNTHESIS_FAILED_CODE
     if isinstance(error, BaseException):
-        name = type(error).__name__
-        message = str(error).strip()
-        if name == "SynthesisError" and message:
-            return message
-        if "TimeLimitExceeded" in name:
-            return "Synthesis took longer than the time limit."
-        return f"{name}: {message}" if message else name
-    return str(error) if error else "The job failed."
+        name, message = type(error).__name__, str(error).strip()
+        return (f"{name}: {message}" if message else name), SYNTHESIS_FAILED_CODE
+    return (str(error) if error else "The job failed."), SYNTHESIS_FAILED_CODE

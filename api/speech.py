@@ -22,7 +22,32 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
 from api.auth import client_id
-from api.errors import ApiError
+from api.errors import (
+    BODY_TOO_LARGE,
+    EMPTY_TEXT,
+    ERRORS,
+    INVALID_API_KEY,
+    INVALID_JSON,
+    INVALID_SPEED,
+    INVALID_TEXT,
+    INVALID_VALUE,
+    MEMBER_UNAVAILABLE,
+    MISSING_PARAMETER,
+    MISSING_TEXT,
+    MODEL_NOT_FOUND,
+    RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
+    SYNTHESIS_FAILED,
+    TEXT_TOO_LONG,
+    TIMEOUT,
+    TOO_MANY_QUEUED,
+    UNAUTHORIZED,
+    UNKNOWN_VOICE,
+    UNSPEAKABLE_TEXT,
+    UNSUPPORTED_FORMAT,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiError,
+)
 from api.openapi import BEARER_OPTIONAL, RETRY_AFTER, URI_TOO_LONG, openai_error
 from api.requestlog import bind_job
 from api.service import JobService
@@ -35,7 +60,6 @@ from api.validation import (
     openai_invalid,
 )
 from common.audio_formats import FORMATS, output_rate
-from common.jobs import UNSPEAKABLE
 from common.repository import VoiceSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -73,7 +97,7 @@ def resolve_voice(voices: dict[int, VoiceSpec], voice: int | str) -> VoiceSpec:
     if found is None:
         known = ", ".join(f"{v.member_id} ({v.name})" for v in voices.values()) or "none"
         raise openai_invalid(
-            "voice", "unknown_voice", f"There is no voice {voice!r} (known: {known})."
+            "voice", UNKNOWN_VOICE, f"There is no voice {voice!r} (known: {known})."
         )
     return found
 
@@ -116,42 +140,40 @@ def _json_object() -> None:
             "Not JSON or not an object, a field missing or malformed, an unknown voice or "
             "format, a speed outside 0.25-4, or an `input` that is blank, too long or has "
             "nothing to pronounce",
-            "invalid_json",
-            "missing_required_parameter",
-            "invalid_value",
-            "unsupported_format",
-            "invalid_speed",
-            "unknown_voice",
-            "missing_text",
-            "invalid_text",
-            "empty_text",
-            "text_too_long",
-            "unspeakable_text",
+            INVALID_JSON,
+            MISSING_PARAMETER,
+            INVALID_VALUE,
+            UNSUPPORTED_FORMAT,
+            INVALID_SPEED,
+            UNKNOWN_VOICE,
+            MISSING_TEXT,
+            INVALID_TEXT,
+            EMPTY_TEXT,
+            TEXT_TOO_LONG,
+            UNSPEAKABLE_TEXT,
         ),
-        401: openai_error("A missing or wrong API key", "unauthorized", "invalid_api_key"),
-        404: openai_error("A model name this server does not accept", "model_not_found"),
-        413: openai_error(
-            "The body is over `MOKSORI_MAX_CONTENT_LENGTH`", "request_entity_too_large"
-        ),
+        401: openai_error("A missing or wrong API key", UNAUTHORIZED, INVALID_API_KEY),
+        404: openai_error("A model name this server does not accept", MODEL_NOT_FOUND),
+        413: openai_error("The body is over `MOKSORI_MAX_CONTENT_LENGTH`", BODY_TOO_LARGE),
         414: URI_TOO_LONG,
-        415: openai_error("The body is not `application/json`", "unsupported_media_type"),
+        415: openai_error("The body is not `application/json`", UNSUPPORTED_MEDIA_TYPE),
         429: openai_error(
             "Too many requests, or too many of this client's jobs queued",
-            "rate_limited",
-            "too_many_queued_jobs",
+            RATE_LIMITED,
+            TOO_MANY_QUEUED,
             headers=RETRY_AFTER,
         ),
-        500: openai_error("The synthesis failed", "synthesis_failed"),
+        500: openai_error("The synthesis failed", SYNTHESIS_FAILED),
         503: openai_error(
             "No worker serves the member, or the queue or storage is unreachable",
-            "member_unavailable",
-            "service_unavailable",
+            MEMBER_UNAVAILABLE,
+            SERVICE_UNAVAILABLE,
             headers=RETRY_AFTER,
         ),
         504: openai_error(
             "Not ready within `MOKSORI_SPEECH_TIMEOUT`: the job goes on, and the same request "
             "again joins it",
-            "timeout",
+            TIMEOUT,
             headers=RETRY_AFTER,
         ),
     },
@@ -160,9 +182,7 @@ def create_speech(body: SpeechRequest) -> Response:
     """Say ``input`` in ``voice``'s voice; 200 with the audio bytes in ``response_format``."""
     service = _service()
     if body.model not in MODELS:
-        raise ApiError(
-            404,
-            "model_not_found",
+        raise MODEL_NOT_FOUND(
             f"The model {body.model!r} does not exist here; use one of {', '.join(MODELS)}.",
             param="model",
         )
@@ -178,7 +198,9 @@ def create_speech(body: SpeechRequest) -> Response:
         )
     except ValidationError as exc:  # the text's own checks: OpenAI answers these with 400
         first = exc.errors(include_url=False)[0]
-        raise openai_invalid("input", first["type"], first["msg"]) from None
+        raise openai_invalid(
+            "input", ERRORS.get(first["type"], INVALID_VALUE), first["msg"]
+        ) from None
     speed = round(body.speed, 3)
     try:
         submission = service.submit(
@@ -186,7 +208,7 @@ def create_speech(body: SpeechRequest) -> Response:
         )
     except ApiError as exc:
         if exc.status in {413, 422}:  # the text's own checks: OpenAI answers these with 400
-            raise openai_invalid("input", exc.code, exc.message) from None
+            raise openai_invalid("input", exc.kind, exc.message) from None
         raise
     bind_job(submission.job_id)
     key = submission.key
@@ -194,9 +216,7 @@ def create_speech(body: SpeechRequest) -> Response:
         key = _wait_for(service, submission.job_id)
     data = service.read(key)
     if data is None:  # deleted between the job's end and this read
-        raise ApiError(
-            503,
-            "service_unavailable",
+        raise SERVICE_UNAVAILABLE(
             "The audio was removed from storage before it could be read; try again.",
             headers={"Retry-After": "1"},
         )
@@ -223,20 +243,17 @@ def _wait_for(service: JobService, job_id: str) -> str:
     ``MOKSORI_SPEECH_TIMEOUT`` (it keeps running: asking again joins it), 500 when it failed."""
     timeout = service.settings.speech_timeout
     service.wait(job_id, timeout)
-    status, key, error = service.outcome(job_id)
+    status, key, failure = service.outcome(job_id)
     if status == "done" and key is not None:
         return key
-    if status == "failed" and error == UNSPEAKABLE:  # the worker's normalizer found nothing
+    why, code = failure or ("no audio was stored", SYNTHESIS_FAILED.code)
+    if code == UNSPEAKABLE_TEXT.code:  # the worker's normalizer found nothing
         raise openai_invalid(
-            "input", "unspeakable_text", "input has nothing this voice can pronounce."
+            "input", UNSPEAKABLE_TEXT, "input has nothing this voice can pronounce."
         )
     if status in {"failed", "done"}:
-        raise ApiError(
-            500, "synthesis_failed", f"The synthesis failed: {error or 'no audio was stored'}"
-        )
-    raise ApiError(
-        504,
-        "timeout",
+        raise SYNTHESIS_FAILED(f"The synthesis failed: {why}")
+    raise TIMEOUT(
         f"The audio was not ready within {timeout:g} s; the job goes on, and the same request "
         "again joins it (or gets the stored audio).",
         headers={"Retry-After": "5"},

@@ -4,7 +4,7 @@ flask-openapi3 reads a view's ``query``/``path``/``body`` annotations both to va
 and to write the operation's parameters and request body, so the documented contract is the code.
 Each field's validator raises a :class:`PydanticCustomError` whose *type* is our stable error
 code (``invalid_member_id``, ``text_too_long``, ...); :func:`validation_error` turns the first
-error of a request into our one error shape with the status :data:`CODES` gives that code.
+error of a request into our one error shape with the status its :data:`api.errors.ERRORS` kind has.
 """
 
 from __future__ import annotations
@@ -29,40 +29,45 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from api.errors import ApiError
+from api.errors import (
+    EMPTY_TEXT,
+    ERRORS,
+    INVALID_CREATED_AT,
+    INVALID_JSON,
+    INVALID_MEMBER_ID,
+    INVALID_SPEED,
+    INVALID_TEXT,
+    INVALID_UUID,
+    INVALID_VALUE,
+    INVALID_WAIT,
+    MISSING_PARAMETER,
+    MISSING_TEXT,
+    NOT_FOUND,
+    TEXT_TOO_LONG,
+    UNKNOWN_JOB,
+    UNSUPPORTED_FORMAT,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiError,
+    ErrorKind,
+)
 from common.audio_formats import FORMATS, MAX_SPEED, MIN_SPEED
-from common.storage import is_key
+from common.storage import KEY_PATTERN, is_key
 
 MAX_WAIT_S = 60
 MAX_MEMBER_ID = 2**31 - 1
-KEY_PATTERN = r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$"
 # member_id as the code reads it: a JSON integer, or a string of ASCII digits (the React client
 # sends either); whitespace around the digits is ASCII only.
 _MEMBER_ID_STRING = r"^[ \t\n\r\x0b\x0c]*[0-9]+[ \t\n\r\x0b\x0c]*$"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-CODES: dict[str, int] = {
-    "missing_member_id": 422,
-    "invalid_member_id": 422,
-    "missing_text": 422,
-    "invalid_text": 422,
-    "empty_text": 422,
-    "text_too_long": 413,
-    "invalid_uuid": 422,
-    "invalid_created_at": 422,
-    "invalid_wait": 400,
-    "unknown_job": 404,
-    "not_found": 404,
-}
-"""Every code request validation can answer with, and its HTTP status."""
 
 _FIELD_CODES = {"job_id": "unknown_job", "key": "not_found"}
 """The code for a value of these fields that a stock pydantic check (a pattern, a bound) refused;
 any other field's is ``invalid_<field>`` (and a missing one ``missing_<field>``)."""
 
 
-def _fail(code: str, message: str, **context: Any) -> NoReturn:
-    raise PydanticCustomError(code, message, context or None)
+def _fail(kind: ErrorKind, message: str, **context: Any) -> NoReturn:
+    """Refuse a field's value as ``kind`` (the error's type is its code)."""
+    raise PydanticCustomError(kind.code, message, context or None)
 
 
 def no_default(schema: dict[str, Any]) -> None:
@@ -72,11 +77,11 @@ def no_default(schema: dict[str, Any]) -> None:
 
 def _member_id(value: Any) -> int:
     if isinstance(value, bool) or value is None:
-        _fail("invalid_member_id", "member_id must be an integer.")
+        _fail(INVALID_MEMBER_ID, "member_id must be an integer.")
     if isinstance(value, str) and value.isascii() and value.strip().isdigit():
         value = int(value)
     if not isinstance(value, int) or not 0 <= value <= MAX_MEMBER_ID:
-        _fail("invalid_member_id", "member_id must be a non-negative integer.")
+        _fail(INVALID_MEMBER_ID, "member_id must be a non-negative integer.")
     return value
 
 
@@ -87,17 +92,17 @@ def _max_text_length() -> int | None:
 
 def _text(value: Any) -> str:
     if value is None:
-        _fail("missing_text", "text is required.")
+        _fail(MISSING_TEXT, "text is required.")
     if not isinstance(value, str):
-        _fail("invalid_text", "text must be a string.")
+        _fail(INVALID_TEXT, "text must be a string.")
     if not value.strip():
-        _fail("empty_text", "text is empty.")
+        _fail(EMPTY_TEXT, "text is empty.")
     if not value.isascii() and _SURROGATE.search(value):  # JSON's \ud800 escapes allow them
-        _fail("invalid_text", "text is not valid Unicode (a lone surrogate).")
+        _fail(INVALID_TEXT, "text is not valid Unicode (a lone surrogate).")
     limit = _max_text_length()
     if limit is not None and len(value) > limit:
         _fail(
-            "text_too_long",
+            TEXT_TOO_LONG,
             "text has {length} characters; the limit is {limit}.",
             length=len(value),
             limit=limit,
@@ -109,11 +114,11 @@ def _uuid(value: Any) -> str:
     if value is None:
         return str(uuid_mod.uuid4())
     if not isinstance(value, str):
-        _fail("invalid_uuid", "uuid must be a string holding a UUID.")
+        _fail(INVALID_UUID, "uuid must be a string holding a UUID.")
     try:
         return str(uuid_mod.UUID(value))
     except ValueError:
-        _fail("invalid_uuid", "uuid is not a valid UUID.")
+        _fail(INVALID_UUID, "uuid is not a valid UUID.")
 
 
 def _created_at(value: Any) -> str:
@@ -125,7 +130,7 @@ def _created_at(value: Any) -> str:
                 return parse(value).isoformat()
             except ValueError:
                 continue
-    _fail("invalid_created_at", "created_at must be an ISO 8601 date or date-time.")
+    _fail(INVALID_CREATED_AT, "created_at must be an ISO 8601 date or date-time.")
 
 
 class TextRequest(BaseModel):
@@ -226,7 +231,7 @@ def _wait(value: Any) -> int:
         or not 1 <= int(value) <= MAX_WAIT_S
     ):
         _fail(
-            "invalid_wait",
+            INVALID_WAIT,
             "wait must be given once, a whole number of seconds from 1 to {max}.",
             max=MAX_WAIT_S,
         )
@@ -251,7 +256,7 @@ def _job_id(value: Any) -> str:
     try:
         return str(uuid_mod.UUID(value))
     except (TypeError, ValueError):
-        _fail("unknown_job", "There is no job with this id (or it has expired).")
+        _fail(UNKNOWN_JOB, "There is no job with this id (or it has expired).")
 
 
 class JobPath(BaseModel):
@@ -264,7 +269,7 @@ class JobPath(BaseModel):
 
 def _media_key(value: Any) -> str:
     if not isinstance(value, str) or not is_key(value):
-        _fail("not_found", "There is no such audio file.")
+        _fail(NOT_FOUND, "There is no such audio file.")
     return value
 
 
@@ -289,19 +294,17 @@ def json_body(req: Request) -> dict[str, Any]:
     and a body nested too deeply to parse is a 400, not the ``RecursionError`` it would raise.
     """
     if not req.is_json:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
+        raise UNSUPPORTED_MEDIA_TYPE(
             "Send the body as JSON with Content-Type: application/json.",
         )
     try:
         payload = req.get_json(silent=True)
     except RecursionError:  # "[[[[...": silent only covers ValueError (it was a 500)
-        raise ApiError(400, "invalid_json", "The request body is nested too deeply.") from None
+        raise INVALID_JSON("The request body is nested too deeply.") from None
     if payload is None:
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+        raise INVALID_JSON("The request body is not valid JSON.")
     if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+        raise INVALID_JSON("The request body must be a JSON object.")
     return payload
 
 
@@ -313,14 +316,12 @@ def validation_error(exc: ValidationError) -> NoReturn:
         raise from_validation(exc)
     first = exc.errors(include_url=False)[0]
     field = str(first["loc"][0]) if first["loc"] else ""
-    if first["type"] in CODES:  # one of our validators
-        code, message = first["type"], first["msg"]
-    elif first["type"] == "missing":
-        code, message = f"missing_{field}", f"{field} is required."
-    else:  # a stock pydantic check (a pattern, a bound)
-        code = _FIELD_CODES.get(field, f"invalid_{field}")
-        message = f"{field}: {first['msg']}."
-    raise ApiError(CODES.get(code, 422), code, message)
+    if first["type"] in ERRORS:  # one of our validators
+        raise ERRORS[first["type"]](first["msg"])
+    if first["type"] == "missing":
+        raise ERRORS[f"missing_{field}"](f"{field} is required.")
+    # A stock pydantic check (a pattern, a bound).
+    raise ERRORS[_FIELD_CODES.get(field, f"invalid_{field}")](f"{field}: {first['msg']}.")
 
 
 # ``POST /v1/audio/speech`` (api/speech.py): OpenAI's request body and its errors.
@@ -355,9 +356,10 @@ class SpeechRequest(BaseModel):
     )
 
 
-def openai_invalid(param: str, code: str, message: str, status: int = 400) -> ApiError:
-    """An OpenAI-shaped error naming the request field at fault."""
-    return ApiError(status, code, message, param=param)
+def openai_invalid(param: str, kind: ErrorKind, message: str) -> ApiError:
+    """An error naming the request field at fault, answered with 400 as OpenAI does for every
+    invalid request."""
+    return kind(message, param=param, status=400)
 
 
 def from_validation(error: ValidationError) -> ApiError:
@@ -365,16 +367,14 @@ def from_validation(error: ValidationError) -> ApiError:
     first = error.errors(include_url=False)[0]
     param = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "missing":
-        return openai_invalid(
-            param, "missing_required_parameter", f"Missing required parameter: {param!r}."
-        )
+        return openai_invalid(param, MISSING_PARAMETER, f"Missing required parameter: {param!r}.")
     if param == "response_format":
         listed = ", ".join(FORMATS)
         return openai_invalid(
-            param, "unsupported_format", f"response_format must be one of {listed}."
+            param, UNSUPPORTED_FORMAT, f"response_format must be one of {listed}."
         )
     if param == "speed":
         return openai_invalid(
-            param, "invalid_speed", f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}."
+            param, INVALID_SPEED, f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}."
         )
-    return openai_invalid(param, "invalid_value", f"Invalid value for {param!r}: {first['msg']}.")
+    return openai_invalid(param, INVALID_VALUE, f"Invalid value for {param!r}: {first['msg']}.")

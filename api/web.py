@@ -16,6 +16,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from api.errors import NOT_FOUND
 from api.openapi import HTML, error
 
 bp = APIBlueprint(
@@ -88,7 +89,7 @@ def index() -> Response:
             },
         },
         304: NOT_MODIFIED,
-        404: error("No such file", "not_found"),
+        404: error("No such file", NOT_FOUND),
     },
 )
 def asset(path: AssetPath) -> Response:

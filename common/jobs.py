@@ -28,6 +28,25 @@ Celery's answer for anything it has never heard of) can be told apart from a que
 
 UNSPEAKABLE = "The text has nothing this voice can pronounce."
 """Why a job whose text normalizes to nothing fails: the client's input, not a server fault."""
+UNSPEAKABLE_CODE = "unspeakable_text"
+SYNTHESIS_FAILED_CODE = "synthesis_failed"
+
+
+class SynthesisError(Exception):
+    """A job that cannot succeed however often it is retried. ``message`` is for the client;
+    ``code`` is the API's error code for it (the client's text, or the synthesis itself).
+
+    It lives here, below both sides, so the API rebuilds it from a failed job's record (Celery
+    finds the class among the modules the API has loaded) and reads its code, not its name."""
+
+    def __init__(self, message: str, code: str = SYNTHESIS_FAILED_CODE) -> None:
+        super().__init__(message, code)  # both in args: what Celery stores and rebuilds
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
 
 _STATUS = {
     QUEUED: "queued",

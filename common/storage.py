@@ -6,7 +6,7 @@ the same key always holds the same audio, and "already exists" counts as success
 
 GCS objects are private: clients get V4 signed URLs, made afresh each time one is handed out
 (see :class:`GCSStorage`), and plain public URLs only for a bucket configured as public. Job
-results keep an object's :meth:`~Storage.location`, never a URL that could go stale.
+results keep an object's :meth:`~LocalStorage.location`, never a URL that could go stale.
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ import wave
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from common.config import MAX_SIGNED_URL_TTL
 
 _LOGGER = logging.getLogger(__name__)
 
-_KEY_RE = re.compile(r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$")
-"""Every WAV key :func:`audio_key` builds (the version never starts with a dot: no ``.``/``..``)."""
+KEY_PATTERN = r"^wav/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.wav$"
+"""Every WAV key :func:`audio_key` builds (the version never starts with a dot: no ``.``/``..``);
+what ``/media`` serves and documents."""
+_KEY_RE = re.compile(KEY_PATTERN)
 _AUDIO_KEY_RE = re.compile(
     r"^(wav|mp3|flac|opus|pcm)/[0-9]+/[A-Za-z0-9_-][A-Za-z0-9._-]*/[0-9a-f]{64}\.\1$"
 )
@@ -72,29 +74,6 @@ class StoredAudio:
 
     key: str
     duration_s: float | None
-
-
-class Storage(Protocol):
-    """What the worker and the API need from a storage backend."""
-
-    def put(self, key: str, data: bytes, content_type: str, duration_s: float | None) -> None:
-        """Store ``data`` under ``key`` unless it is already there."""
-
-    def exists(self, key: str) -> bool:
-        """Whether an object is stored under ``key``."""
-
-    def lookup(self, key: str) -> StoredAudio | None:
-        """The stored object under ``key``, or None when there is none (deleted or never made)."""
-
-    def read(self, key: str) -> bytes | None:
-        """The bytes stored under ``key``, or None when there is none."""
-
-    def url(self, key: str, base_url: str = "") -> str:
-        """A URL a browser can fetch ``key`` from (``base_url``: the API's, for local files).
-        For a private bucket it is signed now and expires; hand it out, do not store it."""
-
-    def location(self, key: str) -> str:
-        """Where ``key`` lives, without expiry or credentials: what a job's result records."""
 
 
 @dataclass(frozen=True)
@@ -149,10 +128,6 @@ class LocalStorage:
                 _LOGGER.debug("object %s already stored", key)
         finally:
             os.unlink(tmp)
-
-    def exists(self, key: str) -> bool:
-        path = self.path_for(key)
-        return path is not None and path.is_file()
 
     def lookup(self, key: str) -> StoredAudio | None:
         """Reads the duration from the WAV header (a few hundred bytes), so no sidecar is needed."""
@@ -285,9 +260,6 @@ class GCSStorage:
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
             # OSError covers dropped connections (requests' ConnectionError is one).
             raise StorageError(f"upload of {key} failed: {exc}") from exc
-
-    def exists(self, key: str) -> bool:
-        return self._bucket.blob(self._name(key)).exists(retry=self._retry, timeout=self._timeout)
 
     def lookup(self, key: str) -> StoredAudio | None:
         from google.api_core import exceptions

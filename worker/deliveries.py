@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from common.jobs import redis_client
-from worker.synthesis import SynthesisError
+from common.jobs import SynthesisError, redis_client
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from common.repository import VoiceCatalog
 from worker.voices import LoadedVoice, VoiceBank, load_voice
@@ -32,7 +33,6 @@ class VoiceReloader:
         self.device = device
         self.keep = keep
         self._lock = threading.Lock()  # one load at a time; a job asking waits for it
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -42,11 +42,9 @@ class VoiceReloader:
         self._thread = threading.Thread(target=self._watch, name="voice-reload", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _watch(self) -> None:
-        while not self._stop.wait(self.catalog.interval):
+        while True:
+            time.sleep(self.catalog.interval)
             try:
                 self.check()
             except Exception:  # a bad look at the disk must not end the watching

@@ -21,7 +21,13 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, output_rate
-from common.jobs import UNSPEAKABLE, SynthesisResult, speech_key
+from common.jobs import (
+    UNSPEAKABLE,
+    UNSPEAKABLE_CODE,
+    SynthesisError,
+    SynthesisResult,
+    speech_key,
+)
 from common.normalize import Normalizer
 from common.storage import GCSStorage, LocalStorage
 from worker import metrics
@@ -38,15 +44,11 @@ _LOGGER = logging.getLogger(__name__)
 MIN_AUDIO_FRAMES = 1
 
 
-class SynthesisError(Exception):
-    """A job that cannot succeed however often it is retried (the client sees the message)."""
-
-
 def normalize(normalizer: Normalizer, text: str, voice: LoadedVoice) -> list[str]:
     """Stage 1: the sentences of ``text`` in the voice's own characters."""
     sentences = normalizer.sentences(text, voice.spec.characters)
     if not sentences:
-        raise SynthesisError(UNSPEAKABLE)
+        raise SynthesisError(UNSPEAKABLE, UNSPEAKABLE_CODE)
     return sentences
 
 
@@ -218,15 +220,19 @@ def _vocode_batch(synth: Any, mels: Any, frames: list[int]) -> list[np.ndarray]:
     ]
 
 
-def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
-    """Stage 3: 16-bit PCM mono WAV, peak-normalised the way Coqui's ``save_wav`` does.
-
-    One pass over the samples: scaled by ``32767 / max(0.01, peak)`` nothing can overflow, so
-    the product is written straight into the int16 buffer (this stage sits between the model
-    and the client: ~2 ms for a minute of 22 kHz audio instead of ~6)."""
+def pcm16(samples: np.ndarray) -> np.ndarray:
+    """16-bit PCM peak-normalised the way Coqui's ``save_wav`` does, in one pass: scaled by
+    ``32767 / max(0.01, peak)`` nothing can overflow, so the product is written straight into
+    the int16 buffer (~2 ms for a minute of 22 kHz audio instead of ~6)."""
     peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0
     pcm = np.empty(samples.shape, dtype="<i2")
     np.multiply(samples, 32767 / max(0.01, peak), out=pcm, casting="unsafe")
+    return pcm
+
+
+def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
+    """Stage 3: 16-bit PCM mono WAV (:func:`pcm16`) at the voice's rate."""
+    pcm = pcm16(samples)
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
@@ -259,9 +265,7 @@ def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes
         import soxr
 
         samples = soxr.resample(samples, sample_rate, rate).astype(np.float32, copy=False)
-    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0
-    pcm = np.empty(samples.shape, dtype="<i2")
-    np.multiply(samples, 32767 / max(0.01, peak), out=pcm, casting="unsafe")
+    pcm = pcm16(samples)
     if fmt == "pcm":
         return pcm.tobytes(), rate
     import soundfile

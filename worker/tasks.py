@@ -8,10 +8,10 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.config import Settings, process_settings
-from common.jobs import TASK_NAME, SynthesisResult, member_queue
+from common.jobs import TASK_NAME, SynthesisError, SynthesisResult, member_queue
 from common.storage import StorageError
 from worker import batching, deliveries, runtime
-from worker.synthesis import SpeechJob, SynthesisError
+from worker.synthesis import SpeechJob
 
 BACKOFF_MAX_S = 30
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from common.config import Settings
-from common.jobs import make_celery
+from common.jobs import SynthesisError, make_celery
 from tests.support import BACKEND_URL
 from worker import deliveries
-from worker.synthesis import SynthesisError
 
 
 @pytest.fixture(params=["redis", "sqlite"])

@@ -209,7 +209,7 @@ def delete_object(stack: Stack, key: str, monkeypatch: pytest.MonkeyPatch) -> No
         path.unlink()
     else:
         storage._bucket.blob(storage._name(key)).delete()
-    assert not storage.exists(key)
+    assert storage.lookup(key) is None
 
 
 def test_deleted_object_is_synthesized_again(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:

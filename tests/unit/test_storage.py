@@ -85,7 +85,7 @@ def test_local_put_is_create_only(tmp_path: Path) -> None:
     storage.put(KEY, b"first")
     storage.put(KEY, b"second")
     assert (tmp_path / KEY).read_bytes() == b"first"
-    assert storage.exists(KEY)
+    assert storage.lookup(KEY) is not None
     assert [p.name for p in (tmp_path / KEY).parent.iterdir()] == [KEY.rsplit("/", 1)[1]]
     assert storage.url(KEY, "http://host:8000/") == f"http://host:8000/media/{KEY}"
 
@@ -112,10 +112,10 @@ def test_gcs_upload_url_and_idempotence(gcs_emulator: str, signing_key: Path) ->
     """Against the emulator: create-only upload, existence check and a fetchable object URL."""
     storage = open_storage("gs://moksori-test/audio")
     assert isinstance(storage, GCSStorage)
-    assert not storage.exists(KEY)
+    assert storage.lookup(KEY) is None
     storage.put(KEY, b"RIFF-first", "audio/wav")
     storage.put(KEY, b"RIFF-second", "audio/wav")  # "already exists" is success
-    assert storage.exists(KEY)
+    assert storage.lookup(KEY) is not None
     url = storage.url(KEY)
     assert url.startswith(gcs_emulator) and "/moksori-test/audio/wav/1/" in url
     with urllib.request.urlopen(url, timeout=5) as response:

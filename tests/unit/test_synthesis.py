@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.jobs import SynthesisError
 from common.normalize import Normalizer
 from common.repository import scan
 from common.storage import LocalStorage
 from harness import voice_factory
-from worker.synthesis import Pipeline, SynthesisError, encode_wav, synthesize, synthesize_batch
+from worker.synthesis import Pipeline, encode_wav, synthesize, synthesize_batch
 from worker.voices import VoiceBank, load_bank, resolve_device
 
 
