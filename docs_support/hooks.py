@@ -11,23 +11,15 @@ import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from api import errors
+from api.errors import ERRORS, ErrorKind
 from common.config import PREFIX, REPO_ROOT, Settings
 
 SETTINGS_MARKER = "<!-- moksori:settings -->"
 ERRORS_MARKER = "<!-- moksori:errors -->"
-
-
-class ErrorKind(Protocol):
-    """What the error table reads of each entry of the registry."""
-
-    code: str
-    status: int
-    when: str
 
 
 _CODE = re.compile(r"(``.+?``|`[^`]*`)")
@@ -87,17 +79,10 @@ def errors_table(kinds: Iterable[ErrorKind]) -> str:
     return "\n".join(rows)
 
 
-def registered_errors() -> list[ErrorKind]:
-    """The error registry's entries; none while ``api.errors`` has no ``ERRORS``."""
-    registry: Mapping[str, ErrorKind] = getattr(errors, "ERRORS", {})
-    return list(registry.values())
-
-
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """MkDocs' hook: each marker in a page's Markdown replaced by its generated table."""
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_table(Settings.model_fields))
     if ERRORS_MARKER in markdown:
-        kinds = registered_errors()
-        markdown = markdown.replace(ERRORS_MARKER, errors_table(kinds) if kinds else "")
+        markdown = markdown.replace(ERRORS_MARKER, errors_table(ERRORS.values()))
     return markdown
