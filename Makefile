@@ -1,10 +1,10 @@
-# The README's two commands: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (and `make docs`, the docs site).
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench
+.PHONY: install run test lint format bench docs
 
 $(STAMP): requirements.txt requirements-api.txt requirements-worker.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,5 +30,10 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-test: lint
+# The documentation site (mkdocs.yml) into var/site; strict: a broken link or anchor, or a page
+# missing from the nav, fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+test: lint docs
 	$(PY) -m pytest

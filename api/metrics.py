@@ -62,7 +62,7 @@ JOBS_JOINED = Counter(
     security=BEARER_OPTIONAL,
     responses={
         200: {
-            "description": 'Prometheus text exposition format (README, "Metrics").',
+            "description": 'Prometheus text exposition format (docs/operations.md, "Metrics").',
             "content": {"text/plain": {"schema": {"type": "string"}}},
         },
         401: error(

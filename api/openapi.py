@@ -6,8 +6,8 @@ responses (the models below, and :func:`error` for each documented error code). 
 known at run time is filled in when the document is first generated: the text limit
 (``MOKSORI_MAX_TEXT_LENGTH``) and the body limit (``MOKSORI_MAX_CONTENT_LENGTH``).
 ``/media/{key}`` is listed only when its blueprint is registered (``file://`` storage).
-``tests/test_openapi.py`` keeps the document equal to the app's routes, the README and the
-codes the code raises; ``tests/test_fuzz.py`` holds the running service to it.
+``tests/unit/test_openapi.py`` keeps the document equal to the app's routes and the codes
+the code raises; ``tests/integration/test_fuzz.py`` holds the running service to it.
 
 Swagger UI's JavaScript and CSS come from the ``flask-openapi3-swagger`` package and are served
 by this app (``/docs/swagger/...``): the page needs no CDN and works offline.

@@ -104,13 +104,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CORS_ORIGINS
     """Comma-separated allowed browser origins (exact origins or regular expressions)."""
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
-    """Comma-separated API keys; when set, every /api/* call needs ``Authorization: Bearer <key>``
-    (empty: the API is open)."""
+    """Comma-separated API keys (16+ characters each); when set, every /api/* and /v1/* call
+    needs ``Authorization: Bearer <key>`` (empty: the API is open)."""
     metrics_auth: bool = False
     """Whether /metrics also needs an API key (when keys are set)."""
     rate_limit: str = "300/minute;30/second"
-    """Requests per client (API key, else IP) to /api/*, in ``limits`` notation separated by
-    ``;``; ``off`` disables it."""
+    """Requests per client (API key, else IP) to /api/* and /v1/*, in ``limits`` notation
+    separated by ``;``; ``off`` disables it."""
     rate_limit_storage: str = "memory://"
     """Where rate-limit counters live: ``memory://`` (per process) or ``redis://host:6379/N``
     (shared by every API process and machine)."""

@@ -215,7 +215,7 @@ def main() -> int:
     if not repository.voices:
         _LOGGER.warning(
             "no voices in %s: every request will be refused (train the demo voices with "
-            "`python -m voice_model.demo`, see README)",
+            "`python -m voice_model.demo`, see docs/voices.md)",
             settings.voice_dir,
         )
     base = f"http://{settings.host}:{settings.port}"

@@ -1,7 +1,7 @@
 """Build the demo voices end to end: corpus -> espeak-ng audio -> Glow-TTS training -> yardstick.
 
-``python -m voice_model.demo --minutes 30`` (resumable; see README, "Demo voices"). Member 1 is
-trained from scratch; the others start from its weights, since they share its language and only
+``python -m voice_model.demo --minutes 30`` (resumable; see docs/voices.md, "Demo voices"). Member 1
+is trained from scratch; the others start from its weights, since they share its language and only
 their speaker differs.
 """
 

@@ -86,7 +86,7 @@ def voice_config() -> Any:
             # round-trip distance to espeak's audio (16.2 against 8.0).
             mel_fmax=None,
             # Griffin-Lim sounds closest to the source with power 1.0 (1.5 costs ~20 yardstick
-            # points on the round trip alone: see README, "Demo voices").
+            # points on the round trip alone: see docs/voices.md, "Demo voices").
             power=1.0,
             griffin_lim_iters=60,
             do_trim_silence=False,

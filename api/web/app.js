@@ -31,7 +31,7 @@ class Problem extends Error {
   }
 }
 
-// Plain words for the API's error codes (README "API"), Korean first, English after.
+// Plain words for the API's error codes (docs/api.md, "Error codes"), Korean first, English after.
 const PLAIN = {
   network_error: "서버에 연결할 수 없습니다. 연결을 확인하고 다시 시도하세요. / Could not reach the server: check the connection and try again.",
   unauthorized: "이 서버는 API 키가 필요합니다. 위의 ‘API 키’ 칸에 입력하세요. / This server needs an API key: enter it in the API key field above.",

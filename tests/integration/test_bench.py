@@ -1,5 +1,5 @@
 """The benchmark's smoke run: the real service on RabbitMQ with tiny voices, a few requests per
-phase. Its numbers are not checked here (they live in the README's table); its correctness
+phase. Its numbers are not checked here (the latest run is in docs/performance.md); its correctness
 checks are (exit status 1 on a 5xx, a lost job, a repeat that sent a task, twins that did not
 share one)."""
 

@@ -124,7 +124,7 @@ def test_inspect_active_names_the_running_task_and_worker(stack: Stack, running_
     assert task["name"] == TASK_NAME
     assert task["hostname"] == stack.worker.hostname
     # `inspect active` shows a running job's real arguments (Celery offers no CLI switch for its
-    # `safe` mode): the README says so. Events and Flower's task list show no text.
+    # `safe` mode): docs/operations.md says so. Events and Flower's task list show no text.
     assert task["kwargs"]["member_id"] == SLOW
 
 

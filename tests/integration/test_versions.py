@@ -1,6 +1,6 @@
 """Voice versions and hot reload, against the running service: a real Celery prefork worker and
 the API under gunicorn on RabbitMQ and Redis, with tiny real voices in a voice directory of the
-test's own. New checkpoints are written the way the README tells operators to (new files, then
+test's own. New checkpoints are written the way docs/voices.md tells operators to (new files, then
 ``os.replace`` of the manifest) and nothing is restarted."""
 
 from __future__ import annotations

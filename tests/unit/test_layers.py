@@ -20,7 +20,17 @@ ALLOWED: dict[str, set[str]] = {
     "voice_model": {"common", "worker"},
     "harness": {"common", "launcher", "voice_model"},
     "bench": {"common", "worker", "launcher", "harness"},
-    "tests": {"common", "api", "worker", "launcher", "voice_model", "harness", "bench"},
+    "docs_support": {"common", "api"},
+    "tests": {
+        "common",
+        "api",
+        "worker",
+        "launcher",
+        "voice_model",
+        "harness",
+        "bench",
+        "docs_support",
+    },
 }
 
 
