@@ -47,6 +47,7 @@ def glow_tts(
     griffin_lim_iters: int = 10,
     nan_letters: str = "",
     frames_per_token: float = 0.0,
+    audio: dict | None = None,
 ) -> None:
     """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer.
 
@@ -54,7 +55,8 @@ def glow_tts(
     embeddings, so the model fails on any text containing them (as a voice whose weights
     overflowed in half precision does) and works on the rest. ``frames_per_token`` > 0 makes
     the duration predictor give every token that many frames (times ``length_scale``), so the
-    speaking rate visibly changes the length (a random one predicts ~0 frames, clamped to 1)."""
+    speaking rate visibly changes the length (a random one predicts ~0 frames, clamped to 1).
+    ``audio`` replaces the tiny voices' 16 kHz audio settings (e.g. with the demo voices')."""
     import torch
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
     from TTS.tts.configs.shared_configs import BaseAudioConfig
@@ -62,7 +64,7 @@ def glow_tts(
 
     torch.manual_seed(step)
     config = GlowTTSConfig(
-        audio=BaseAudioConfig(**_audio(griffin_lim_iters)),
+        audio=BaseAudioConfig(**(audio or _audio(griffin_lim_iters))),
         characters=grapheme_characters(letters, PUNCTUATION),
         text_cleaner=None,
         use_phonemes=False,
