@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import flask_openapi3_swagger
-from flask import Response, current_app, jsonify, render_template_string, url_for
+from flask import Response, current_app, jsonify, redirect, render_template_string, url_for
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from flask_openapi3_swagger.templates import swagger_html_string
 from pydantic import BaseModel, ConfigDict, Field, RootModel
@@ -335,3 +335,18 @@ def docs() -> str:
         swagger_config=current_app.config.get("SWAGGER_CONFIG"),
         oauth_config=None,
     )
+
+
+@bp.get(
+    "/docs/",
+    operation_id="docsSlash",
+    summary="To `/docs`",
+    responses={
+        308: {
+            "description": "Swagger UI is at `/docs`; the address with a slash leads there.",
+            "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
+        }
+    },
+)
+def docs_slash() -> Response:
+    return redirect(url_for("openapi.docs"), 308)

@@ -191,6 +191,18 @@ def test_page_and_assets_are_served(stack: Stack) -> None:
         assert missing.json()["error"]["code"] == "not_found"
 
 
+def test_favicon_and_docs_with_a_slash(stack: Stack) -> None:
+    """/favicon.ico is a small icon, not a 404; /docs/ leads to Swagger UI at /docs."""
+    icon = requests.get(f"{stack.base}/favicon.ico", timeout=10)
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00" and len(icon.content) < 4096  # an ICO
+    docs = requests.get(f"{stack.base}/docs/", timeout=10)
+    assert docs.status_code == 200 and docs.url == f"{stack.base}/docs"
+    assert [r.status_code for r in docs.history] == [308]
+    assert "SwaggerUIBundle" in docs.text
+
+
 def test_typed_sentence_plays(stack: Stack, browser: webdriver.Chrome) -> None:
     """A Korean sentence typed for a served member ends in a playable <audio> whose source is
     a WAV, and the status URL was polled with a growing delay; a screenshot is kept."""

@@ -58,7 +58,7 @@ def test_spec_documents_exactly_the_routes(voice_dir: Path) -> None:
     assert documented(spec) == routes(app)
     assert ("/media/{key}", "GET") in documented(spec)
     assert ("/docs", "GET") in documented(spec)
-    assert len(documented(spec)) == 12
+    assert len(documented(spec)) == 14
 
 
 def test_spec_without_local_files_has_no_media(
