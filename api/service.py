@@ -137,8 +137,11 @@ class JobService:
     @property
     def voices(self) -> dict[int, VoiceSpec]:
         """Every known voice at its current version (rescanned at most every
-        ``MOKSORI_VOICE_RELOAD_INTERVAL`` seconds, so a new checkpoint shows without a restart)."""
-        return self.catalog.current()
+        ``MOKSORI_VOICE_RELOAD_INTERVAL`` seconds, so a new checkpoint shows without a restart);
+        each member's counters exist from then on."""
+        voices = self.catalog.current()
+        metrics.known(voices)
+        return voices
 
     def voice(self, member_id: int) -> VoiceSpec:
         voice = self.voices.get(member_id)
