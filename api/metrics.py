@@ -11,6 +11,7 @@ joined to an identical job in flight. With ``MOKSORI_METRICS_AUTH`` the route ne
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from flask import Flask, Response, g, request
 from flask_openapi3 import APIBlueprint, Tag
@@ -53,6 +54,14 @@ JOBS_JOINED = Counter(
     "Texts that joined an identical job already queued or running, by member.",
     ["member"],
 )
+
+
+def known(members: Iterable[int]) -> None:
+    """Start each member's job counters at 0, so a series exists before its first event (as
+    Prometheus' instrumentation guide asks: a rate over a missing series is no rate at all)."""
+    for member in members:
+        for counter in (JOBS_QUEUED, CACHE_HITS, JOBS_JOINED):
+            counter.labels(member)
 
 
 @bp.get(

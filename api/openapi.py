@@ -20,11 +20,12 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import flask_openapi3_swagger
-from flask import Response, current_app, jsonify, render_template_string, url_for
+from flask import Response, current_app, jsonify, redirect, render_template_string, url_for
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from flask_openapi3_swagger.templates import swagger_html_string
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from api.auth import Guard
 from api.errors import INVALID_API_KEY, RATE_LIMITED, UNAUTHORIZED, ErrorKind
 from api.validation import TextRequest
 
@@ -274,6 +275,7 @@ class MoksoriAPI(OpenAPI):
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
         _finish(self.spec_json, self.config["MOKSORI"])
+        _secure(self.spec_json, Guard.from_settings(self.config["MOKSORI"]))
 
 
 def _finish(spec: dict[str, Any], settings: Any) -> None:
@@ -299,6 +301,20 @@ def _finish(spec: dict[str, Any], settings: Any) -> None:
         text.update(minLength=1, maxLength=settings.max_text_length, pattern=r"\S")
     if TextRequest.__name__ in schemas:
         schemas[TextRequest.__name__]["properties"]["text"]["maxLength"] = settings.max_text_length
+
+
+def _secure(spec: dict[str, Any], guard: Guard) -> None:
+    """Padlocks only where a key is needed: each operation requires ``bearerAuth`` exactly when
+    the key check (:mod:`api.auth`) guards its path, and without ``MOKSORI_API_KEYS`` the
+    document declares no security at all."""
+    for path, path_item in spec["paths"].items():
+        for method, operation in path_item.items():
+            if guard.protects(path, method.upper()):
+                operation["security"] = [{"bearerAuth": []}]
+            else:
+                operation.pop("security", None)
+    if not guard.enabled:
+        spec.get("components", {}).pop("securitySchemes", None)
 
 
 bp = APIBlueprint(
@@ -344,3 +360,18 @@ def docs() -> str:
         swagger_config=current_app.config.get("SWAGGER_CONFIG"),
         oauth_config=None,
     )
+
+
+@bp.get(
+    "/docs/",
+    operation_id="docsSlash",
+    summary="To `/docs`",
+    responses={
+        308: {
+            "description": "Swagger UI is at `/docs`; the address with a slash leads there.",
+            "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
+        }
+    },
+)
+def docs_slash() -> Response:
+    return redirect(url_for("openapi.docs"), 308)

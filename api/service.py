@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from celery.backends.asynchronous import AsyncBackendMixin
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.states import READY_STATES
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
@@ -53,6 +56,11 @@ _LOGGER = logging.getLogger(__name__)
 # Errors that mean "the broker or the result backend cannot be reached right now".
 # (kombu's OperationalError is a KombuError; ConnectionError and TimeoutError are OSErrors.)
 UNAVAILABLE = (KombuError, RedisError, OSError)
+
+PUSH_STEP_S = 1.0
+"""How long one step of Celery's pub/sub wait may take (its drain interval)."""
+POLL_S = 0.02
+"""How often a polled result backend is read while a request waits for a job."""
 
 # What a client over its queued-jobs cap is told to wait: about one synthesis.
 QUEUE_CAP_RETRY_AFTER_S = 5
@@ -141,8 +149,11 @@ class JobService:
     @property
     def voices(self) -> dict[int, VoiceSpec]:
         """Every known voice at its current version (rescanned at most every
-        ``MOKSORI_VOICE_RELOAD_INTERVAL`` seconds, so a new checkpoint shows without a restart)."""
-        return self.catalog.current()
+        ``MOKSORI_VOICE_RELOAD_INTERVAL`` seconds, so a new checkpoint shows without a restart);
+        each member's counters exist from then on."""
+        voices = self.catalog.current()
+        metrics.known(voices)
+        return voices
 
     def voice(self, member_id: int) -> VoiceSpec:
         voice = self.voices.get(member_id)
@@ -318,20 +329,30 @@ class JobService:
         except UNAVAILABLE:
             _LOGGER.warning("could not record unpublished job %s as failed", job_id)
 
-    def wait(self, job_id: str, timeout: float) -> None:
-        """Block until the job ends or ``timeout`` passes."""
+    def wait(self, job_id: str, timeout: float) -> bool:
+        """Block until the job ends or ``timeout`` seconds pass, by the clock; True if it ended.
+
+        Redis pushes the result (pub/sub), but Celery listens in steps of up to a second and
+        checks the time only between them, so that wait stops a second early and the rest is
+        polled. SQL backends are polled throughout, here rather than by Celery, whose poll loop
+        counts only its sleeps, not the polls (a 30 s wait on SQLite took 38 s)."""
+        deadline = time.monotonic() + timeout
         result = self.celery.AsyncResult(job_id)
+        backend = result.backend
         with reaching("result backend"):
-            try:
-                # Redis pushes the result (pub/sub); SQL backends are polled, here every 20 ms.
-                result.get(
-                    timeout=timeout, interval=0.02, propagate=False, disable_sync_subtasks=False
-                )
-            except CeleryTimeout:
-                # Stop listening for this job on this thread's pub/sub connection: nobody waits.
-                stop_waiting = getattr(result.backend, "remove_pending_result", None)
-                if stop_waiting is not None:
-                    stop_waiting(result)
+            if isinstance(backend, AsyncBackendMixin) and timeout > PUSH_STEP_S:
+                try:
+                    result.get(
+                        timeout=timeout - PUSH_STEP_S,
+                        interval=0.02,
+                        propagate=False,
+                        disable_sync_subtasks=False,
+                    )
+                    return True
+                except CeleryTimeout:
+                    # Stop listening on this thread's pub/sub connection: the rest is polled.
+                    backend.remove_pending_result(result)
+            return _poll(backend, job_id, deadline)
 
     def status(self, job_id: str, base_url: str) -> dict[str, Any] | None:
         """The public view of a job, or None when no such job is known."""
@@ -380,6 +401,17 @@ class JobService:
             return self.storage.url(key, self.settings.public_url or base_url)
         except StorageError as exc:
             raise _storage_unavailable("make an audio URL", key, exc) from exc
+
+
+def _poll(backend: Any, job_id: str, deadline: float) -> bool:
+    """Read the job's state every ``POLL_S`` until it ends (True) or the clock passes
+    ``deadline`` (False)."""
+    while backend.get_task_meta(job_id).get("status") not in READY_STATES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(POLL_S, left))
+    return True
 
 
 def _failure(error: Any) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""``GET /`` and ``GET /web/<name>``: a page to try the voices in a browser.
+"""``GET /``, ``GET /web/<name>`` and ``GET /favicon.ico``: a page to try the voices in a browser.
 
 Plain HTML, CSS and one ES module (``api/web/``), no build step and nothing fetched from elsewhere.
 The page speaks the public API only (``GET /api/members``, ``POST /api/texts``, the job's status
@@ -95,6 +95,24 @@ def index() -> Response:
 def asset(path: AssetPath) -> Response:
     """The page's stylesheet and script, by their fixed names."""
     return _conditional(_read(path.name), ASSETS[path.name])
+
+
+@bp.get(
+    "/favicon.ico",
+    operation_id="favicon",
+    summary="The page's icon",
+    description="What browsers ask for on their own; an icon rather than a 404 in the logs.",
+    responses={
+        200: {
+            "description": "The icon.",
+            "content": {"image/x-icon": {"schema": {"type": "string"}}},
+        },
+        304: NOT_MODIFIED,
+    },
+)
+def favicon() -> Response:
+    """A small icon (16 and 32 px)."""
+    return _conditional(_read("favicon.ico"), "image/x-icon")
 
 
 def _conditional(body: bytes, mimetype: str) -> Response:

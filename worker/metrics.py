@@ -136,8 +136,11 @@ def batched(member_id: int, size: int) -> None:
     recorder().batch_size.labels(str(member_id)).observe(size)
 
 
+OUTCOMES = ("done", "failed", "retried")
+
+
 def job_ended(member_id: Any, outcome: str) -> None:
-    """Count a job's outcome: ``done``, ``failed`` or ``retried``."""
+    """Count a job's outcome: one of :data:`OUTCOMES`."""
     recorder().jobs.labels(_member_label(member_id), outcome).inc()
 
 
@@ -146,9 +149,14 @@ _served: Mapping[int, Any] = {}
 
 def watch(voices: Mapping[int, Any]) -> None:
     """Count jobs by member for the members in ``voices`` (the process's loaded voices, kept
-    current as versions change): anyone else's jobs count as ``other``."""
+    current as versions change): anyone else's jobs count as ``other``. Each member's job
+    counts start at 0 here, so their series exist before the first job ends."""
     global _served
     _served = voices
+    jobs = recorder().jobs
+    for member in list(voices):
+        for outcome in OUTCOMES:
+            jobs.labels(str(member), outcome)
 
 
 def _member_label(member_id: Any) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from kombu import Connection, Consumer
@@ -22,8 +23,8 @@ from kombu import Connection, Consumer
 from api import create_app
 from common.jobs import member_queue, queue_declaration
 from common.storage import audio_key
-from harness.processes import REPO, free_port
-from tests.support import BACKEND_URL, BROKER_URL, base_env
+from harness.processes import REPO, free_port, start_api
+from tests.support import BACKEND_URL, BROKER_URL, base_env, eventually
 
 
 @pytest.fixture
@@ -299,6 +300,40 @@ def test_wait_times_out_to_202(client: FlaskClient, listener: Listener) -> None:
     response = post(client, {"member_id": 1, "text": "안녕"}, "?wait=1")
     assert response.status_code == 202
     assert 0.9 < time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_wait_bounds_the_whole_request(
+    voice_dir: Path, tmp_path: Path, broker_queue: str, listener: Listener, backend: str
+) -> None:
+    """Against the API under gunicorn, from its first (cold) request on, with a worker that takes
+    each job and never ends it: ``?wait=N`` answers 202, still queued, within N s plus 100 ms,
+    on Redis (results pushed) and on SQL (results polled)."""
+    results = BACKEND_URL if backend == "redis" else f"db+sqlite:///{tmp_path / 'results.sqlite'}"
+    env = base_env(
+        voice_dir=str(voice_dir),
+        storage_url=f"file://{tmp_path / 'media'}",
+        queue=broker_queue,
+        result_backend=results,
+        rate_limit="off",
+    )
+    api, base = start_api(env, tmp_path)
+    try:
+        # gunicorn accepts connections while its processes still import the app: wait for both.
+        eventually(lambda: api.output().count("API ready") == 2, "both API processes up")
+        for wait in (1, 3, 1, 3):
+            started = time.monotonic()
+            response = requests.post(
+                f"{base}/api/texts?wait={wait}",
+                json={"member_id": 1, "text": f"안녕 {uuid.uuid4().hex[:6]}"},
+                timeout=30,
+            )
+            took = time.monotonic() - started
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "queued"
+            assert wait - 0.2 < took <= wait + 0.1, f"?wait={wait} took {took:.3f} s"
+    finally:
+        api.stop()
 
 
 @pytest.mark.parametrize("down", ["broker_url", "result_backend"])

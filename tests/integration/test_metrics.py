@@ -344,3 +344,30 @@ def test_killed_pool_process_is_forgotten(stack: MetricsStack) -> None:
     assert victim.pid in pool_pids(stack.worker_dir, "gauge_livesum")  # until a scrape
     assert value(scrape(worker_url), loaded, member=str(MEMBER)) == 1
     assert victim.pid not in pool_pids(stack.worker_dir, "gauge_livesum")
+
+
+def test_labelled_counters_start_at_zero(stack: MetricsStack) -> None:
+    """Each known member's job counters are series from the start, at 0 until their first
+    event: the API's queued, cache hits and joins for every member it lists, and the worker's
+    jobs by outcome for the member it serves (no job in this module is ever retried)."""
+    members = requests.get(f"{stack.base}/api/members", timeout=10).json()["members"]
+    known = {str(m["id"]) for m in members}
+    assert len(known) >= 3
+    api = scrape(f"{stack.base}/metrics")
+    for name in (
+        "moksori_api_jobs_queued_total",
+        "moksori_api_cache_hits_total",
+        "moksori_api_jobs_joined_total",
+    ):
+        series = {s.labels["member"]: s.value for s in api if s.name == name}
+        assert known <= set(series), (name, series)
+        assert all(series[m] == 0 for m in known - {str(MEMBER)}), (name, series)
+    worker = scrape(f"http://127.0.0.1:{stack.worker.metrics_port}/metrics")
+    jobs = {
+        (s.labels["member"], s.labels["outcome"]): s.value
+        for s in worker
+        if s.name == "moksori_worker_jobs_total"
+    }
+    for outcome in ("done", "failed", "retried"):
+        assert (str(MEMBER), outcome) in jobs, jobs
+    assert jobs[(str(MEMBER), "retried")] == 0

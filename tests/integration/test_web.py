@@ -191,6 +191,18 @@ def test_page_and_assets_are_served(stack: Stack) -> None:
         assert missing.json()["error"]["code"] == "not_found"
 
 
+def test_favicon_and_docs_with_a_slash(stack: Stack) -> None:
+    """/favicon.ico is a small icon, not a 404; /docs/ leads to Swagger UI at /docs."""
+    icon = requests.get(f"{stack.base}/favicon.ico", timeout=10)
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00" and len(icon.content) < 4096  # an ICO
+    docs = requests.get(f"{stack.base}/docs/", timeout=10)
+    assert docs.status_code == 200 and docs.url == f"{stack.base}/docs"
+    assert [r.status_code for r in docs.history] == [308]
+    assert "SwaggerUIBundle" in docs.text
+
+
 def test_typed_sentence_plays(stack: Stack, browser: webdriver.Chrome) -> None:
     """A Korean sentence typed for a served member ends in a playable <audio> whose source is
     a WAV, and the status URL was polled with a growing delay; a screenshot is kept."""
@@ -285,6 +297,45 @@ def test_errors_in_plain_words(stack: Stack, browser: webdriver.Chrome) -> None:
     finally:
         browser.delete_network_conditions()
     assert browser.find_element(By.ID, "play").is_enabled()
+
+
+def marks_explained(driver: webdriver.Chrome, base: str) -> set[str]:
+    """Load the page; assert each mark its voice list shows has a legend entry in Korean and
+    in English; return the marks shown."""
+    open_page(driver, base)
+    options = driver.find_elements(By.CSS_SELECTOR, "#member option")
+    shown = {option.text.rsplit("— ", 1)[1][0] for option in options}
+    legend = {
+        item.get_attribute("data-mark"): item.text
+        for item in driver.find_elements(By.CSS_SELECTOR, "#member-legend li")
+    }
+    for mark in shown:
+        text = legend.get(mark, "")
+        assert text.startswith(mark), (mark, legend)
+        korean = next(i for i, ch in enumerate(text) if "가" <= ch <= "힣")
+        english = next(i for i, ch in enumerate(text) if ch.isascii() and ch.isalpha())
+        assert korean < english, text  # Korean first, English after
+    assert driver.find_element(By.ID, "member-legend").is_displayed()
+    return shown
+
+
+def test_every_mark_is_explained(
+    stack: Stack, web_voices: Path, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The voice list's marks each have a legend entry in plain words: ✓ and ✗ on RabbitMQ,
+    and ? on the embedded broker, which cannot count consumers."""
+    assert marks_explained(browser, stack.base) == {"✓", "✗"}
+    env = base_env(
+        voice_dir=str(web_voices),
+        broker_url="filesystem://",
+        broker_dir=str(tmp_path / "broker"),
+        storage_url=f"file://{tmp_path / 'media'}",
+    )
+    api, base = start_api(env, tmp_path)
+    try:
+        assert marks_explained(browser, base) == {"?"}
+    finally:
+        api.stop()
 
 
 def test_api_key_is_asked_for_and_kept(

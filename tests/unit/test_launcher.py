@@ -69,16 +69,37 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path, voice_dir: Path) -> None:
 def test_runs_on_embedded_defaults_restarts_a_dead_worker_and_stops_cleanly(
     tmp_path: Path, voice_dir: Path
 ) -> None:
-    """With no broker or cloud: a request yields a WAV; a killed worker comes back; SIGTERM
-    stops every process it started."""
+    """With no broker or cloud: it says "loading voices…" with each voice, and gives the URL
+    only once the worker consumes, naming the voice that failed; a request then yields a WAV at
+    once; a killed worker comes back (not ready meanwhile); SIGTERM stops every process it
+    started."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = launcher_env(tmp_path, voice_dir, port)
     launcher = Process("launcher", [sys.executable, "-m", "launcher"], env, tmp_path)
+    ready = f"launcher | ready: moksori on {base} (members 1, 2, 3 served)"
     try:
-        launcher.wait_for("worker ready on", timeout=180)
-        launcher.wait_for("Listening at", timeout=60)
-        assert f"curl -s -X POST '{base}/api/texts?wait=30'" in launcher.output()
+        launcher.wait_for(ready, timeout=240)
+        output = launcher.output()
+        for line in (
+            "launcher | worker: loading voices… 0/4",
+            "launcher | worker: loading voices… 3/4",
+            "launcher | worker: loading voices… 4/4 (member 4 FAILED to load)",
+            "launcher | member(s) 4 NOT served: the voice failed to load",
+            f"launcher | try: curl -s -X POST '{base}/api/texts?wait=30'",
+        ):
+            assert line in output, line
+        # The URL is given only after every voice loaded and the worker consumes.
+        consuming = re.search(r"worker \| .*@\S+ ready\.", output)
+        assert consuming is not None
+        assert output.index("loading voices… 4/4") < consuming.start() < output.index(ready)
+        assert base not in output[: output.index(ready)].replace(f"Listening at: {base}", "")
+        started = time.monotonic()
+        response = requests.post(
+            f"{base}/api/texts?wait=30", json={"member_id": 2, "text": "바로 됩니다."}, timeout=40
+        )
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - started < 10  # served now, not after a voice loads
 
         def speak(text: str) -> None:
             response = requests.post(
@@ -103,12 +124,13 @@ def test_runs_on_embedded_defaults_restarts_a_dead_worker_and_stops_cleanly(
         os.kill(worker_pid, signal.SIGKILL)
         launcher.wait_for("worker exited with code -9", timeout=10)
         deadline = time.monotonic() + 180
-        while (
-            len(pids(launcher.output(), "worker")) < 2
-            or launcher.output().count("worker ready on") < 2
-        ):
+        while launcher.output().count("launcher | ready: ") < 2:
             assert time.monotonic() < deadline, launcher.output()[-3000:]
             time.sleep(0.5)
+        output = launcher.output()
+        assert len(pids(output, "worker")) == 2
+        again = output.index("worker restarted: not ready until it has loaded its voices again")
+        assert again < output.rindex("worker: loading voices… 4/4") < output.rindex(ready)
         speak("다시 왔어요.")
         started = pids(launcher.output(), "worker") + pids(launcher.output(), "api")
     finally:

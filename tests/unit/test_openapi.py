@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 
 import jsonschema_rs
 import pytest
+import requests
 import schemathesis
 from flask import Flask
 
@@ -21,7 +22,8 @@ from api import errors as errors_module
 from api.errors import ERRORS, NOT_FOUND
 from api.openapi import API_VERSION
 from api.validation import TextQuery, TextRequest
-from tests.support import REPO
+from harness.processes import start_api
+from tests.support import REPO, base_env
 
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}  # Flask and flask-cors answer these for every route
 
@@ -60,7 +62,7 @@ def test_spec_documents_exactly_the_routes(voice_dir: Path) -> None:
     assert documented(spec) == routes(app)
     assert ("/media/{key}", "GET") in documented(spec)
     assert ("/docs", "GET") in documented(spec)
-    assert len(documented(spec)) == 12
+    assert len(documented(spec)) == 14
 
 
 def test_spec_without_local_files_has_no_media(
@@ -181,8 +183,8 @@ def test_raised_errors_are_registry_kinds() -> None:
 
 def test_every_error_response_has_the_error_shape(voice_dir: Path) -> None:
     """Every documented 4xx/5xx in JSON is the Error schema narrowed to its codes, and every
-    /api/* operation lists the key (401) and rate (429) refusals that apply to all of them,
-    with Swagger UI's "Authorize" offered for it."""
+    /api/* operation lists the key (401) and rate (429) refusals that apply to all of them
+    (which need a key: test_padlocks_only_where_a_key_is_needed)."""
     spec = spec_of(app_for(voice_dir, "file:///tmp/moksori-openapi-test"))
     errors = 0
     for path, operations in spec["paths"].items():
@@ -200,7 +202,6 @@ def test_every_error_response_has_the_error_shape(voice_dir: Path) -> None:
                 assert schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
             if path.startswith(("/api/", "/v1/")):
                 assert {"401", "429"} <= set(operation["responses"]), (path, method)
-                assert {"bearerAuth": []} in operation["security"], (path, method)
     assert errors >= 15
     for shape in ("Error", "OpenAIError"):
         error = spec["components"]["schemas"][shape]
@@ -252,3 +253,53 @@ def test_docs_serve_swagger_ui_from_this_app(voice_dir: Path) -> None:
         assert len(answer.data) > 500, url
         answer.close()
     assert client.get("/docs/swagger/js/nothing.js").status_code == 404
+
+
+KEY = "padlock-test-key-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("settings", "locked"),
+    [
+        ({}, set()),
+        (
+            {"api_keys": KEY},
+            {"/api/texts", "/api/jobs/{job_id}", "/api/members", "/v1/audio/speech"},
+        ),
+        (
+            {"api_keys": KEY, "metrics_auth": "true"},
+            {"/api/texts", "/api/jobs/{job_id}", "/api/members", "/v1/audio/speech", "/metrics"},
+        ),
+    ],
+    ids=["no-keys", "keys", "keys-and-metrics-auth"],
+)
+def test_padlocks_only_where_a_key_is_needed(
+    voice_dir: Path, tmp_path: Path, settings: dict[str, str], locked: set[str]
+) -> None:
+    """The served document (gunicorn, real HTTP) declares security on exactly the operations
+    the key check guards, so Swagger UI shows a padlock only there; none without keys."""
+    env = base_env(
+        voice_dir=str(voice_dir),
+        broker_url="filesystem://",
+        broker_dir=str(tmp_path / "broker"),
+        result_backend=f"db+sqlite:///{tmp_path / 'results.sqlite'}",
+        storage_url=f"file://{tmp_path / 'media'}",
+        **settings,
+    )
+    api, base = start_api(env, tmp_path)
+    try:
+        spec = requests.get(f"{base}/openapi.json", timeout=30).json()
+    finally:
+        api.stop()
+    secured = {
+        path for path, ops in spec["paths"].items() for op in ops.values() if "security" in op
+    }
+    assert secured == locked
+    assert "security" not in spec
+    for path in secured:
+        for op in spec["paths"][path].values():
+            assert op["security"] == [{"bearerAuth": []}]
+    assert ("securitySchemes" in spec["components"]) == bool(locked)
+    assert {"/healthz", "/readyz", "/", "/docs", "/openapi.json", "/media/{key}"} <= set(
+        spec["paths"]
+    ) - secured
