@@ -34,6 +34,7 @@ from tests.support import BROKER_URL, base_env, eventually, running_stack
 _LOGGER = logging.getLogger(__name__)
 
 FAST = 1  # the fault repository's HiFi-GAN voice: tens of milliseconds a sentence
+SLOW = 2  # its Griffin-Lim voice: about a second a sentence, so a backlog builds up
 POST_EVERY_S = 0.25
 CALM_S = 4.0
 """Seconds of trickle before the outage and after Redis is back."""
@@ -67,7 +68,9 @@ class Post:
 
 @dataclass
 class Trickle:
-    """POSTs a distinct sentence every ``POST_EVERY_S`` seconds from a thread of its own."""
+    """POSTs a distinct sentence every ``POST_EVERY_S`` seconds from a thread of its own, to the
+    fast and the slow voice in turn: more work than the worker does, so jobs are queued (not
+    only running) when the outage starts."""
 
     base: str
     posts: list[Post] = field(default_factory=list)
@@ -88,7 +91,8 @@ class Trickle:
         while not self._stop.is_set():
             n += 1
             sent = time.monotonic()
-            body = {"member_id": FAST, "text": f"{uuid.uuid4().hex[:6]} {n}번째 문장입니다."}
+            member = SLOW if n % 2 else FAST
+            body = {"member_id": member, "text": f"{uuid.uuid4().hex[:6]} {n}번째 문장입니다."}
             try:
                 response = requests.post(f"{self.base}/api/texts", json=body, timeout=30)
             except requests.RequestException as exc:  # counted as neither accepted nor refused
@@ -96,9 +100,7 @@ class Trickle:
                 self.posts.append(Post(sent, 0, took=time.monotonic() - sent))
             else:
                 job_id = response.json().get("job_id") if response.status_code == 202 else None
-                self.posts.append(
-                    Post(sent, response.status_code, job_id, time.monotonic() - sent)
-                )
+                self.posts.append(Post(sent, response.status_code, job_id, time.monotonic() - sent))
             self._stop.wait(max(0.0, sent + POST_EVERY_S - time.monotonic()))
 
 
@@ -164,7 +166,7 @@ def test_redis_outage_loses_no_accepted_job(
         accepted = [p.job_id for p in posts if p.job_id]
         # A POST sent after the stop and answered before the start saw Redis down throughout.
         during = [p for p in posts if down_at + 0.5 < p.sent < back_at - 2.5]
-        finals = {job_id: final_status(stack.base, job_id, timeout=90) for job_id in accepted}
+        finals = {job_id: final_status(stack.base, job_id, timeout=120) for job_id in accepted}
         outcome = Counter(view.get("status", "unknown") for view in finals.values())
         worker_log = stack.worker.output()
     stored = sorted(p for p in media.rglob("*.wav") if p.is_file())
@@ -215,9 +217,7 @@ def test_a_record_that_can_no_longer_advance_reads_failed(
     `queued` one while its queue still holds messages, and a `queued` record with no time stay
     as they are."""
     queue = f"moksori-stale-{uuid.uuid4().hex[:8]}"
-    env = base_env(
-        voice_dir=str(fault_voices), queue=queue, rate_limit="off", task_time_limit="10"
-    )
+    env = base_env(voice_dir=str(fault_voices), queue=queue, rate_limit="off", task_time_limit="10")
     settings = Settings.from_env(env)
     celery = make_celery(settings, main="stale-test")
     backend = celery.backend
