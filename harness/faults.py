@@ -152,18 +152,21 @@ class RedisNode:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server (again) and return once it answers PING (AOF loaded)."""
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "dir": str(self.root),
+            "appendonly": "yes",
+            "save": "",
+            "daemonize": "yes",
+            "pidfile": str(self.root / "redis.pid"),
+            "logfile": str(self.root / "redis.log"),
+        }
         subprocess.run(
             [
                 "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.root),
-                "--appendonly", "yes",
-                "--save", "",
-                "--daemonize", "yes",
-                "--pidfile", str(self.root / "redis.pid"),
-                "--logfile", str(self.root / "redis.log"),
-            ],  # fmt: skip
+                *(arg for name, value in options.items() for arg in (f"--{name}", value)),
+            ],
             check=True,
             capture_output=True,
             timeout=30,
