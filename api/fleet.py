@@ -50,15 +50,27 @@ class Fleet:
                 self._seen[member_id] = (count, now + POSITIVE_TTL_S)
         return count
 
+    def waiting(self, member_id: int) -> int | None:
+        """How many messages wait (ready, not taken by a worker) in member ``member_id``'s
+        queue, never cached; None if the broker can't say. Raises the broker's connection
+        errors."""
+        if not self.observable:
+            return None
+        return self._declare(member_queue(self._prefix, member_id))[0]
+
     def _count(self, queue: str) -> int:
+        return self._declare(queue)[1]
+
+    def _declare(self, queue: str) -> tuple[int, int]:
+        """The queue's ready messages and consumers (0, 0 when it was never declared)."""
         with self._celery.pool.acquire(block=True, timeout=self._timeout) as conn:
             conn.ensure_connection(max_retries=1, timeout=self._timeout)
             channel = conn.channel()
             try:
-                _, _, consumers = channel.queue_declare(queue=queue, passive=True)
+                _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
             except NotFound:
-                return 0  # never declared: no worker has ever served this member
+                return 0, 0  # never declared: no worker has ever served this member
             finally:
                 with contextlib.suppress(Exception):  # a channel the 404 closed is fine
                     channel.close()
-            return int(consumers)
+            return int(messages), int(consumers)

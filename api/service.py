@@ -65,6 +65,19 @@ POLL_S = 0.02
 # What a client over its queued-jobs cap is told to wait: about one synthesis.
 QUEUE_CAP_RETRY_AFTER_S = 5
 
+STALE_MARGIN_S = 60
+"""Seconds past the hard time limit (``MOKSORI_TASK_TIME_LIMIT``) after which a record that has
+not advanced is judged unable to advance: time for a killed worker's message to be redelivered
+(broker heartbeats) and for a worker that waited out a result-backend outage to write again."""
+LOST_RUNNING = (
+    "The worker running this job stopped reporting on it for longer than the time limit "
+    "allows (its worker was lost); submit it again."
+)
+LOST_QUEUED = (
+    "This job is no longer in the queue and no worker reported starting it (its message was "
+    "lost); submit it again."
+)
+
 
 @contextmanager
 def reaching(what: str) -> Iterator[None]:
@@ -201,7 +214,8 @@ class JobService:
         admitted = False
         try:
             with reaching("result backend"):
-                backend.store_result(job_id, {"member_id": req.member_id, "uuid": req.uuid}, QUEUED)
+                record = {"member_id": req.member_id, "uuid": req.uuid, "queued_at": time.time()}
+                backend.store_result(job_id, record, QUEUED)
                 admitted = self.quota.take(client, job_id)
                 leader = self._claim(key, job_id) if admitted else None
         except ApiError:
@@ -295,8 +309,9 @@ class JobService:
             leader = self.inflight.claim(key, job_id)
             if leader is None or leader == job_id:
                 return None
-            status = job_status(self.celery.backend.get_task_meta(leader).get("status", ""))
-            if status in {"queued", "running"}:
+            meta = self.celery.backend.get_task_meta(leader)
+            status = job_status(meta.get("status", ""))
+            if status in {"queued", "running"} and self._lost(meta) is None:
                 return leader
             if status == "done":
                 stored = self._lookup(key)
@@ -371,6 +386,8 @@ class JobService:
             view.update(status="failed", error="The job finished without an audio file.")
         elif status == "failed":
             view["error"], _code = _failure(result)
+        elif (lost := self._lost(meta)) is not None:
+            view.update(status="failed", error=lost)
         return view
 
     def outcome(self, job_id: str) -> tuple[str | None, str | None, tuple[str, str] | None]:
@@ -385,7 +402,41 @@ class JobService:
             return status, key if isinstance(key, str) else None, None
         if status == "failed":
             return status, None, _failure(result)
+        if (lost := self._lost(meta)) is not None:
+            return "failed", None, (lost, SYNTHESIS_FAILED_CODE)
         return status, None, None
+
+    def _lost(self, meta: dict[str, Any]) -> str | None:
+        """Why a queued or running record can no longer advance, or None if it still can.
+
+        Running: the STARTED record (its ``started_at``) is older than the hard time limit plus
+        a margin. Every attempt writes a fresh one, and the limit kills an attempt, so nothing
+        runs this job any more (if its message does come back later, say after waiting in a
+        queue nobody consumed, the record advances again and reads so). Queued: the record is
+        as old, and the member's queue holds no message waiting: a job still behind others in
+        its queue is left queued; one whose message is gone is lost. Records without a time
+        (written before these fields existed) are not judged. The verdict is made at each read
+        and not stored, so every API process gives the same answer."""
+        result = meta.get("result")
+        if not isinstance(result, dict):
+            return None
+        status = job_status(meta.get("status", "PENDING"))
+        since = result.get("started_at" if status == "running" else "queued_at")
+        if status not in {"queued", "running"} or not isinstance(since, int | float):
+            return None
+        if time.time() - since <= self.settings.task_time_limit + STALE_MARGIN_S:
+            return None
+        if status == "running":
+            return LOST_RUNNING
+        member_id = result.get("member_id")
+        if not isinstance(member_id, int):
+            return None
+        try:
+            waiting = self.fleet.waiting(member_id)
+        except UNAVAILABLE as exc:  # the broker cannot say: judge at a later read
+            _LOGGER.warning("broker unavailable while checking an old queued job: %s", exc)
+            return None
+        return LOST_QUEUED if waiting == 0 else None
 
     def read(self, key: str) -> bytes | None:
         """The stored object's bytes (None when it is gone); 503 when storage fails."""

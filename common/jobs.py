@@ -143,10 +143,19 @@ def job_status(state: str) -> str | None:
     return _STATUS.get(state)
 
 
-def make_celery(settings: Settings, main: str = "moksori") -> Celery:
-    """A Celery app configured for long, GPU-bound synthesis jobs on a durable RabbitMQ queue."""
+def make_celery(
+    settings: Settings, main: str = "moksori", redis_backend: str | None = None
+) -> Celery:
+    """A Celery app configured for long, GPU-bound synthesis jobs on a durable RabbitMQ queue.
+
+    ``redis_backend`` names (``module:Class``) a subclass of Celery's Redis backend to use for a
+    ``redis://`` result backend: the worker's, whose jobs wait out a Redis outage
+    (:mod:`worker.backend`); the API keeps Celery's, which fails at once (a 503)."""
     _prepare_backend(settings.result_backend)
-    app = Celery(main, broker=settings.broker_url, backend=settings.result_backend)
+    backend = settings.result_backend
+    if redis_backend and backend.startswith(("redis://", "rediss://")):
+        backend = f"{redis_backend}+{backend}"  # Celery's "class+url" form, as in db+sqlite://
+    app = Celery(main, broker=settings.broker_url, backend=backend)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

@@ -1,8 +1,10 @@
-"""Fault injectors for the fault tests: a private RabbitMQ node the test may stop and restart, a
-TCP proxy whose connections can be cut, and an HTTP proxy that can answer 503 for storage.
+"""Fault injectors for the fault tests: a private RabbitMQ node and a private Redis the test may
+stop and restart, a TCP proxy whose connections can be cut, and an HTTP proxy that can answer 503
+for storage.
 
-The shared broker on 127.0.0.1:5672 is never touched: every broker fault happens on a node of
-the test's own (own name, ports, data directory and config), stopped in teardown.
+The shared broker on 127.0.0.1:5672 and the shared Redis on 6379 are never touched: every broker
+or result-backend fault happens on a server of the test's own (own ports, data directory and
+config), stopped in teardown.
 """
 
 from __future__ import annotations
@@ -135,6 +137,82 @@ class RabbitNode:
 
     def output(self) -> str:
         path = self.root / "server.out"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+class RedisNode:
+    """A Redis server of the test's own (``redis-server --daemonize yes``), with append-only
+    persistence in a directory of its own, so a stop and start keeps every key, as a production
+    Redis with AOF does: what an outage of the result backend looks like, not a data loss."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="moksori-redis-"))
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server (again) and return once it answers PING (AOF loaded)."""
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "dir": str(self.root),
+            "appendonly": "yes",
+            "save": "",
+            "daemonize": "yes",
+            "pidfile": str(self.root / "redis.pid"),
+            "logfile": str(self.root / "redis.log"),
+        }
+        subprocess.run(
+            [
+                "redis-server",
+                *(arg for name, value in options.items() for arg in (f"--{name}", value)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"private Redis did not start:\n{self.output()}")
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "ping"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return done.stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        """Stop the server as an operator would (``SHUTDOWN``, which syncs the AOF); SIGTERM
+        its pid if that does not work. Returns once the port is closed."""
+        if reachable("127.0.0.1", self.port):
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "shutdown"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        deadline = time.monotonic() + 15
+        while reachable("127.0.0.1", self.port):
+            if time.monotonic() > deadline:
+                pid_file = self.root / "redis.pid"
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid_file.read_text().strip()), 15)
+                deadline = time.monotonic() + 15
+            time.sleep(0.1)
+
+    def remove(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def output(self) -> str:
+        path = self.root / "redis.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 

@@ -15,12 +15,12 @@ import time
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from kombu.exceptions import KombuError
 
 from common.config import process_settings
 from common.jobs import make_celery, member_queue, queue_declaration
-from worker import joblog, metrics, runtime
+from worker import backend, joblog, metrics, runtime
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ joblog.configure_early()
 _SETTINGS = process_settings()
 SERVED_MEMBERS = sorted(runtime.served_repository(_SETTINGS).voices)
 
-app = make_celery(_SETTINGS)
+app = make_celery(_SETTINGS, redis_backend=backend.CLASS_PATH)
 app.conf.update(
     include=["worker.tasks"],
     # Loading every voice happens inside the pool's process start-up; give it time.
@@ -79,6 +79,20 @@ class WaitForVoices(bootsteps.StartStopStep):
 
 app.steps["worker"].add(WaitForVoices)
 metrics.connect()  # the metrics directory, server and job counts (MOKSORI_WORKER_METRICS_PORT)
+
+
+@task_prerun.connect
+def _job_started(task: Any = None, **_: Any) -> None:
+    # The wait budget for result-backend outages starts with the job's time limits.
+    backend.job_started(
+        getattr(task, "soft_time_limit", None) or app.conf.task_soft_time_limit,
+        getattr(task, "time_limit", None) or app.conf.task_time_limit,
+    )
+
+
+@task_postrun.connect
+def _job_ended(**_: Any) -> None:
+    backend.job_ended()
 
 
 @worker_process_init.connect

@@ -39,10 +39,13 @@ def synthesize(
     (:mod:`worker.batching`).
     """
     settings = process_settings()
-    if (self.request.delivery_info or {}).get("redelivered"):
-        deliveries.guard(
-            self.backend, self.request.id, settings.max_deliveries, settings.result_expires
-        )
+    deliveries.guard(
+        self.backend,
+        self.request.id,
+        settings.max_deliveries,
+        settings.result_expires,
+        self.request.retries or 0,
+    )
     if isinstance(member_id, bool) or not isinstance(member_id, int | str):
         raise SynthesisError(f"member_id must be an integer, not {type(member_id).__name__}.")
     if not isinstance(text, str):
