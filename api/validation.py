@@ -299,7 +299,7 @@ def json_body(req: Request) -> dict[str, Any]:
         )
     try:
         payload = req.get_json(silent=True)
-    except RecursionError:  # "[[[[...": silent only covers ValueError (it was a 500)
+    except RecursionError:  # "[[[[...": silent=True only covers ValueError
         raise INVALID_JSON("The request body is nested too deeply.") from None
     if payload is None:
         raise INVALID_JSON("The request body is not valid JSON.")
