@@ -24,6 +24,21 @@ _PREFIX = "moksori:deliveries:"
 _COUNTING = "DELIVERIES"
 
 
+def _attempt_id(job_id: str, retries: int) -> str:
+    return job_id if not retries else f"{job_id}.retry{retries}"
+
+
+def starts(backend: Any, job_id: str, retries: int = 0) -> int:
+    """How many times ``job_id``'s body has started on its message (0: never), as read by
+    anyone with the result backend (operators, tests)."""
+    attempt_id = _attempt_id(job_id, retries)
+    client = redis_client(backend)
+    if client is not None:
+        return int(client.get(_PREFIX + attempt_id) or 0)
+    previous = backend.get_task_meta(f"{attempt_id}.deliveries").get("result")
+    return previous if isinstance(previous, int) else 0
+
+
 def count_start(backend: Any, attempt_id: str, ttl_s: int) -> int:
     """Record one more start of the task's body for ``attempt_id``; returns how many there
     have been, this one included (1 on a first delivery)."""
@@ -50,7 +65,7 @@ def guard(backend: Any, job_id: str, max_deliveries: int, ttl_s: int, retries: i
 
     Inside a job, a result backend that waits out outages (:class:`worker.backend.
     PatientRedisBackend`) makes this call wait too, or give the message back."""
-    attempt_id = job_id if not retries else f"{job_id}.retry{retries}"
+    attempt_id = _attempt_id(job_id, retries)
     patiently = getattr(backend, "patiently", None)
     if patiently is not None:
         starts = patiently(

@@ -33,6 +33,7 @@ from harness.processes import Process, free_port, start_api, start_worker
 from launcher import worker_argv
 from tests import report
 from tests.support import BROKER_URL, base_env, start_gcs_emulator
+from worker import deliveries
 
 SLOW = 2  # the Griffin-Lim voice at 400 iterations: about a second a sentence
 FAST = 1
@@ -166,8 +167,9 @@ def pool_child(worker: Process) -> psutil.Process:
 def running_pid(
     stack: Stack, job_id: str, timeout: float = 90, killed: frozenset[int] = frozenset()
 ) -> int:
-    """The pid of the pool process running ``job_id``, once it has really started it (not one
-    of ``killed``, which the worker may still report for a moment)."""
+    """The pid of the pool process running ``job_id``, once its body has really started (the
+    start counted for the poison-job limit, one more than the ``killed`` attempts; a process
+    of ``killed`` may still be reported for a moment)."""
     celery = make_celery(Settings.from_env(stack.env), main="fault-probe")
     try:
         deadline = time.monotonic() + timeout
@@ -175,7 +177,8 @@ def running_pid(
             replies = celery.control.inspect([stack.worker.hostname], timeout=1.0).active() or {}
             for task in replies.get(stack.worker.hostname, []):
                 pid = int(task.get("worker_pid") or 0)
-                if task["id"] == job_id and pid and pid not in killed and task.get("time_start"):
+                mine = task["id"] == job_id and pid and pid not in killed
+                if mine and deliveries.starts(celery.backend, job_id) > len(killed):
                     return pid
             time.sleep(0.2)
     finally:
@@ -712,7 +715,8 @@ def test_job_longer_than_the_consumer_timeout(fault_voices: Path, tmp_path: Path
         raise
     try:
         before = stored_objects(stack)
-        accepted = stack.post(slow_text(8))
+        # Long enough to outlive the 3 s acknowledgement timeout on a fast machine too.
+        accepted = stack.post(slow_text(30))
         assert accepted.status_code == 202, accepted.text
         job_id = accepted.json()["job_id"]
         status = stack.wait_final(job_id, timeout=180)
