@@ -180,8 +180,14 @@ def test_redis_outage_loses_no_accepted_job(
     )
     _LOGGER.warning("%s", summary)
     for post in posts:
-        _LOGGER.info("POST at %+.1f s: %s in %.2f s", post.sent - down_at, post.status, post.took)
-    assert during and all(p.status == 503 for p in during), summary
+        _LOGGER.warning(
+            "POST at %+.1f s: %s in %.2f s", post.sent - down_at, post.status, post.took
+        )
+    # Nothing is accepted while Redis is down. That each such POST is answered at once is not
+    # asserted: a POST sent as Redis stops can be held until it is back (the trickle then sends
+    # nothing in the window).
+    assert all(p.status == 503 for p in during), summary
+    assert not [p for p in posts if p.job_id and down_at + 0.5 < p.sent < back_at - 2.5]
     assert outcome == Counter({"done": len(accepted)}), (summary, finals)
     assert len(done_keys) == len(accepted), summary
     assert len(stored) == len(accepted) + 1, summary  # and the warm-up's
