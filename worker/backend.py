@@ -87,17 +87,12 @@ class PatientRedisBackend(RedisBackend):
         if state == states.STARTED and isinstance(result, dict):
             result = {**result, "started_at": time.time()}
         store = super().store_result
-        if state == states.RETRY:
-            # A retry is already published as a message of its own; giving this one back as
-            # well would run the job twice. Its record says STARTED until the retry starts.
-            return self.patiently(
-                f"store {state} of job {task_id}",
-                lambda: store(task_id, result, state, traceback, request, **kwargs),
-                give_back=False,
-            )
+        # A retry is already published as a message of its own; giving this one back as well
+        # would run the job twice. Its record says STARTED until the retry starts.
         return self.patiently(
             f"store {state} of job {task_id}",
             lambda: store(task_id, result, state, traceback, request, **kwargs),
+            give_back=state != states.RETRY,
         )
 
     def patiently(self, what: str, call: Callable[[], T], give_back: bool = True) -> T | None:
