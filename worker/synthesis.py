@@ -176,7 +176,7 @@ def synthesize_batch(voice: LoadedVoice, sentences: list[str]) -> list[np.ndarra
                     for b in range(len(ids))
                 ]
             else:
-                waves = _vocode_batch(synth, mels, frames)
+                waves = vocode_batch(synth, mels, frames)
     except SoftTimeLimitExceeded:
         raise  # the task's time limit, not the model's fault: reported as such
     except Exception as exc:
@@ -190,7 +190,7 @@ def synthesize_batch(voice: LoadedVoice, sentences: list[str]) -> list[np.ndarra
     return out
 
 
-def _vocode_batch(synth: Any, mels: Any, frames: list[int]) -> list[np.ndarray]:
+def vocode_batch(synth: Any, mels: Any, frames: list[int]) -> list[np.ndarray]:
     """HiFi-GAN over padded mels (renormalized as Coqui's ``_run_vocoder`` does), each item
     edge-padded the way the generator pads a batch of one, then cut back out."""
     import torch

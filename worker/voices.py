@@ -94,6 +94,8 @@ def load_voice(spec: VoiceSpec, device: str) -> LoadedVoice:
     """Build one voice's synthesizer: Glow-TTS + HiFi-GAN, or Griffin-Lim with no vocoder."""
     from TTS.utils.synthesizer import Synthesizer
 
+    from worker import griffin_lim
+
     started = time.perf_counter()
     synthesizer = Synthesizer(
         tts_checkpoint=str(spec.tts_checkpoint),
@@ -102,6 +104,8 @@ def load_voice(spec: VoiceSpec, device: str) -> LoadedVoice:
         vocoder_config=str(spec.vocoder_config) if spec.vocoder_config else None,
         use_cuda=device == "cuda",
     )
+    if synthesizer.vocoder_model is None:
+        griffin_lim.install(synthesizer)
     voice = LoadedVoice(spec=spec, synthesizer=synthesizer, load_seconds=0.0)
     # One short synthesis now, so the first client does not pay for lazy initialisation
     # (Griffin-Lim's first call alone takes over a second on CPU).

@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "launcher": {"common"},
     "voice_model": {"common", "worker"},
     "harness": {"common", "launcher", "voice_model"},
-    "bench": {"common", "worker", "launcher", "harness"},
+    "bench": {"common", "worker", "launcher", "harness", "voice_model"},
     "docs_support": {"common", "api"},
     "tests": {
         "common",

@@ -19,11 +19,6 @@ from worker.synthesis import Pipeline, encode_wav, synthesize, synthesize_batch
 from worker.voices import VoiceBank, load_bank, resolve_device
 
 
-@pytest.fixture(scope="module")
-def bank(voice_dir: Path) -> VoiceBank:
-    return load_bank(scan(voice_dir), "cpu")
-
-
 @pytest.fixture
 def pipeline(bank: VoiceBank, tmp_path: Path) -> Pipeline:
     return Pipeline(bank=bank, storage=LocalStorage(tmp_path), normalizer=Normalizer())
