@@ -85,6 +85,8 @@ class VocoderOptions:
     adversarial_after: int = 20000
     """Reconstruction-only steps before the discriminators join (adversarial mode)."""
     seed: int = 1
+    init: Path | None = None
+    """An exported generator checkpoint a new run starts from (its weights and step count)."""
 
 
 class TrainingError(RuntimeError):
@@ -315,6 +317,23 @@ def export_from_state(output: Path, path: Path) -> tuple[int, Path]:
     return state["step"], path
 
 
+def start_from_export(generator: torch.nn.Module, path: Path, channels: int) -> int:
+    """``--init``: load an exported generator's weights into ``generator``; returns its step.
+
+    The optimizer starts afresh: an export carries no optimizer state, which is what lets a
+    shipped checkpoint (a few MB) be trained further without its run folder."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        saved = checkpoint["config"]["generator_model_params"]["upsample_initial_channel"]
+        weights = checkpoint["model"]
+    except Exception as exc:
+        raise TrainingError(f"{path} is not an exported generator checkpoint: {exc}") from exc
+    if saved != channels:
+        raise TrainingError(f"{path} is a {saved}-channel generator: pass --channels {saved}")
+    generator.load_state_dict(weights)
+    return int(checkpoint.get("step", 0))
+
+
 class Adversary:
     """Coqui's HiFi-GAN discriminators (MPD + MSD), their optimizer and losses."""
 
@@ -437,6 +456,9 @@ def train(opts: VocoderOptions, stop: threading.Event | None = None) -> int:
             group["lr"] = opts.lr
         step = int(state["step"])
         _LOGGER.info("resuming from step %d (%s)", step, opts.output / STATE)
+    elif opts.init is not None:
+        step = start_from_export(generator, opts.init, opts.channels)
+        _LOGGER.info("starting from step %d of %s", step, opts.init)
     n_params = count_parameters(generator)
     _LOGGER.info(
         "HiFi-GAN generator (%d channels) with %.2f M parameters on %s, %d thread(s), %s",
@@ -572,6 +594,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--mode", choices=("auto", "reconstruction", "adversarial"), default="auto")
     add("--adversarial-after", type=int, default=20000, help="generator-only steps first")
     add("--export", type=Path, metavar="PATH", help="only write the inference checkpoint")
+    add("--init", type=Path, metavar="PATH", help="a new run starts from this exported generator")
     return parser.parse_args(argv)
 
 
@@ -614,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         held_out_percent=args.held_out_percent,
         mode=args.mode,
         adversarial_after=args.adversarial_after,
+        init=args.init,
     )
     try:
         train(opts, stop)

@@ -145,3 +145,32 @@ def test_export_without_training_is_one_clear_error(
 ) -> None:
     assert main(["--output", str(tmp_path), "--export", str(tmp_path / "h.pth")]) == 2
     assert "nothing trained yet" in caplog.text
+
+
+@pytest.mark.needs("espeak-ng")
+def test_a_new_run_starts_from_an_exported_generator(
+    tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--init`` carries an export's weights and step into a new run folder (a shipped
+    vocoder trained further without its state); a generator of another width is refused."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["--data-root", str(tiny_data), "--output", str(first), "--steps", "2", *TINY]) == 0
+    export = tmp_path / "shipped" / "hifigan.pth"
+    assert main(["--output", str(first), "--export", str(export)]) == 0
+    data = ["--data-root", str(tiny_data), "--output", str(second), "--init", str(export)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main([*data, "--steps", "4", *TINY]) == 0
+    assert f"starting from step 2 of {export}" in caplog.text and "stopped at step 4" in caplog.text
+    import torch
+
+    exported = torch.load(export, weights_only=False)["model"]
+    trained = torch.load(second / STATE, weights_only=False)["generator"]
+    assert exported.keys() == trained.keys()
+    assert any(not torch.equal(exported[k], trained[k]) for k in exported)  # it trained on
+
+    caplog.clear()
+    wider = [a if a != "16" else "32" for a in TINY]
+    third = ["--data-root", str(tiny_data), "--output", str(tmp_path / "third")]
+    assert main([*third, "--init", str(export), "--steps", "3", *wider]) == 2
+    assert "is a 16-channel generator: pass --channels 16" in caplog.text
