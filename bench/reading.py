@@ -7,7 +7,10 @@ Readers, measured in the same run on the same cases:
   g2pK's pronunciation rules);
 - **g2pK alone**: ``ko_speech_tools.G2p`` on the raw text, what the original deployment ran;
 - **moksori v1**: the normalizer of git revision ``--old-rev`` (default ``main``), when git
-  can show it, to count the cases whose reading changed.
+  can show it, to count the cases whose reading changed;
+- **NeMo + g2pK**: with ``--nemo-python PATH``, NVIDIA's ``nemo-text-processing`` Korean
+  normalizer (WFST grammars) run by that interpreter (a separate venv: it needs pynini and is
+  no dependency of moksori), its text then through the same g2pK.
 
 The test set writes the spelled-out reading ("학생 열두 명이 왔습니다"); a reader passes a case
 when its output equals that reading passed through the same g2pK pronunciation step, both
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import statistics
 import subprocess
@@ -63,27 +67,24 @@ def syllables(text: str) -> str:
 
 
 class Scorer:
-    """Judges readings against the test set with one g2pK instance (its dictionary loads once)."""
+    """Judges readings against the test set. One g2pK instance (its dictionary loads once)
+    pronounces the expected readings, is the g2pK-alone baseline and moksori's last stage."""
 
-    def __init__(self, normalizer: Normalizer | None = None) -> None:
-        self.normalizer = normalizer or Normalizer()
+    def __init__(self) -> None:
+        from ko_speech_tools import G2p
+
+        self.g2p: Callable[[str], str] = G2p()
+        self.normalizer = Normalizer(self.g2p)
         self._heard: dict[str, str] = {}
 
     def heard(self, expected: str) -> str:
         """The expected reading as g2pK pronounces it."""
         if expected not in self._heard:
-            self._heard[expected] = syllables(self.normalizer.reading(expected))
+            self._heard[expected] = syllables(self.g2p(expected))
         return self._heard[expected]
 
     def passes(self, case: Case, output: str) -> bool:
         return syllables(output) == self.heard(case.expected)
-
-
-def g2pk_alone() -> Callable[[str], str]:
-    """The baseline: g2pK on the raw text, as the original deployment ran it."""
-    from ko_speech_tools import G2p
-
-    return G2p()
 
 
 def old_moksori(rev: str) -> Callable[[str], str] | None:
@@ -108,6 +109,33 @@ def old_moksori(rev: str) -> Callable[[str], str] | None:
     spec.loader.exec_module(module)
     old = module.Normalizer()
     return lambda text: module.spell_latin(old._read(text))
+
+
+# Run by the NeMo venv's interpreter: JSON lines of text in, JSON lines of normalized text out.
+_NEMO_SCRIPT = """
+import json, sys
+from nemo_text_processing.text_normalization.normalize import Normalizer
+normalizer = Normalizer(input_case="cased", lang="ko", cache_dir=sys.argv[1])
+for line in sys.stdin:
+    print(json.dumps(normalizer.normalize(json.loads(line), punct_post_process=True)))
+"""
+
+
+def nemo(python: Path, cases: list[Case], g2p: Callable[[str], str]) -> Callable[[str], str]:
+    """NeMo's readings of every case (one process; its grammars take ~30 s to load, cached
+    after), each then pronounced by g2pK, looked up by text."""
+    cache = Path(tempfile.gettempdir()) / "moksori-nemo-cache"
+    texts = list(dict.fromkeys(case.text for case in cases))
+    done = subprocess.run(
+        [str(python), "-c", _NEMO_SCRIPT, str(cache)],
+        input="".join(json.dumps(text) + "\n" for text in texts),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    spelled = [json.loads(line) for line in done.stdout.splitlines()]
+    readings = {text: g2p(out) for text, out in zip(texts, spelled, strict=True)}
+    return readings.__getitem__
 
 
 def run(cases: list[Case], readers: dict[str, Callable[[str], str]], scorer: Scorer) -> dict:
@@ -156,19 +184,22 @@ def main() -> int:
     parser.add_argument("--cases", type=Path, default=CASES)
     parser.add_argument("--old-rev", default="main", help="git revision of the old normalizer")
     parser.add_argument("--failures", action="store_true", help="list moksori's failed cases")
+    parser.add_argument("--nemo-python", type=Path, help="a python with nemo-text-processing")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="bench | %(message)s", stream=sys.stderr)
     cases = load_cases(args.cases)
-    normalizer = Normalizer()
+    scorer = Scorer()
+    normalizer = scorer.normalizer
     normalizer.warm_up()
-    scorer = Scorer(normalizer)
     readers: dict[str, Callable[[str], str]] = {
         "moksori": normalizer.reading,
-        "g2pK alone": g2pk_alone(),
+        "g2pK alone": scorer.g2p,  # the raw text, as the original deployment ran it
     }
     old = old_moksori(args.old_rev)
     if old is not None:
         readers[f"moksori v1 ({args.old_rev})"] = old
+    if args.nemo_python:
+        readers["NeMo + g2pK"] = nemo(args.nemo_python, cases, scorer.g2p)
     results = run(cases, readers, scorer)
     spelled_ms, whole_ms = timing(normalizer, cases)
     out = [table(results), ""]
