@@ -164,8 +164,10 @@ SINO_COUNTERS = frozenset(
 # 번 is "times" (세 번 했다) unless it numbers something (3번 출구, 2번 버스).
 _NUMBERING_AFTER_BEON = re.compile(
     r"\s*(?:출구|버스|선|문제|게이트|홈|채널|트랙|좌석|타자|국도|방|창구|테이블|마을버스|"
-    r"승강장|플랫폼|레인|코트|환자|손님|자리에|고객)"
+    r"승강장|플랫폼|레인|코트|환자|손님|자리에|고객|이다|입니다|이에요|이야|이었)"
 )
+# 24시 편의점: a name for "open all day", said 이십사 시.
+_ALL_DAY = re.compile(r"\s*(?:편의점|마트|매장|영업|상담|센터|콜센터|병원|약국|사우나|찜질방|식당)")
 
 CURRENCY_SIGNS = {"₩": "원", "$": "달러", "€": "유로", "¥": "엔", "£": "파운드"}
 CURRENCY_WORDS = {"USD": "달러", "KRW": "원", "EUR": "유로", "JPY": "엔", "CNY": "위안"}
@@ -273,6 +275,10 @@ LOANWORDS = {
     "unesco": "유네스코",
     "unicef": "유니세프",
     "opec": "오펙",
+    "fifa": "피파",
+    "nato": "나토",
+    "uefa": "유에파",
+    "asean": "아세안",
     "covid": "코비드",
     "ok": "오케이",
     "iphone": "아이폰",
@@ -347,7 +353,7 @@ LOANWORDS = {
     "ceo": "씨이오",
 }
 # Symbols read between words or numbers (not alone: a lone "&" is punctuation).
-SYMBOLS = {"&": "앤", "+": "플러스", "=": "이퀄", "#": "샵", "×": "곱하기", "÷": "나누기"}
+SYMBOLS = {"&": "앤", "+": "플러스", "=": "이퀄", "×": "곱하기", "÷": "나누기"}
 # Words only addresses use (co.kr), said as letters.
 ADDRESS_WORDS = {"co": "씨오", "kr": "케이알", "ac": "에이씨", "or": "오알", "go": "지오"}
 
@@ -433,6 +439,8 @@ def cardinal(number: str, text: str, end: int, before: str = "") -> str:
         return sino(value)
     if counter == "번" and (before.endswith("제") or _NUMBERING_AFTER_BEON.match(text, after)):
         return sino(value)
+    if counter == "시" and value == 24 and _ALL_DAY.match(text, after):
+        return sino(value)
     if counter in NATIVE_COUNTERS and not before.endswith("제"):
         word = native(value)
         if word:
@@ -464,6 +472,14 @@ _DATE = re.compile(r"(?<![\d.])(\d{4})\s?([-./])\s?(\d{1,2})\s?\2\s?(\d{1,2})(?!
 _TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])")
 _RATIO = re.compile(r"(?<![\d:])(\d+)\s?:\s?(\d+)(?![\d:])")
 _RANGE = re.compile(rf"({_NUMBER}(?:\.\d+)?)\s?([^\s\d~]*?)\s?[~〜～]\s?({_NUMBER}(?:\.\d+)?)")
+# 12/31: a date when the second number cannot be a month and the first can (1/2 and 3/4
+# stay fractions; a denominator from 13 to 31 is rare, a day often).
+_MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(1[3-9]|2\d|3[01])(?![\d/])")
+_GENERATION = re.compile(r"(?<![\w.])([3-6])G(?![A-Za-z0-9])")  # 5G 파이브지: said in English
+_GENERATIONS = {"3": "쓰리", "4": "포", "5": "파이브", "6": "식스"}
+# What is left of a range between words (서울~부산, 10:00~22:00 once read) is 에서.
+_WORD_RANGE = re.compile(r"(?<=[가-힣])\s?[~〜～]\s?(?=[가-힣])")
+_WEEKDAY = re.compile(r"(?<=일)\s?\(([월화수목금토일])\)")  # 1일(월) -> 1일 월요일
 _FRACTION = re.compile(r"(?<![\d/])(\d+)\s?[/⁄]\s?(\d+)(?![\d/])")
 _SIGNED = re.compile(r"(?<![\w)\].,])([-−+±])(?=\d)")
 _CURRENCY_BEFORE = re.compile(
@@ -473,6 +489,7 @@ _UNIT_NAMES = "|".join(sorted(map(re.escape, UNITS), key=len, reverse=True))
 _MAGNITUDE = re.compile(
     rf"(?<![\d.,])({_NUMBER})(?:\.(\d+))?([천백십]?[만억조]|[천백])(?=\d|\s|[가-힣]|$)"
 )
+_UNIT_AHEAD = re.compile(rf"\s?({_UNIT_NAMES})(?![A-Za-z])")
 _LATIN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
 _SYMBOL = re.compile(r"(?<=[\w)])\s?([&+=×÷])\s?(?=[\w(])|(?<=[A-Za-z])(\+)(?!\w)")
 _HASHTAG = re.compile(r"(?<!\w)#(?=[^\W\d_])")  # #맛집: 해시태그 맛집
@@ -554,8 +571,12 @@ _CURRENCY_AND_UNITS = set(UNITS) | set(NATIVE_COUNTERS) | set(SINO_COUNTERS) | {
 
 
 def _unit_at(text: str, start: int) -> str:
-    match = re.compile(rf"\s?({_UNIT_NAMES})(?![A-Za-z])").match(text, start)
+    match = _UNIT_AHEAD.match(text, start)
     return match[1] if match else ""
+
+
+def _month_day(match: re.Match[str]) -> str:
+    return f"{cardinal(match[1], '월', 0)}월 {sino(int(match[2]))}일"
 
 
 def _fraction(match: re.Match[str]) -> str:
@@ -616,7 +637,7 @@ def _number(match: re.Match[str]) -> str:
 
 def _unit_number(match: re.Match[str]) -> str:
     """A number before a Latin unit: always Sino (NIKL: 삼 킬로미터); km/h and m/s become
-    시속/초속 in front, and °C/°F 섭씨/화씨."""
+    시속/초속 in front."""
     number, fraction, unit = match[1], match[2], match[3]
     amount = decimal(number, fraction) if fraction else sino(_int(number))
     prefix = _KMH.get(unit, "")
@@ -641,12 +662,10 @@ def _latin_word(word: str) -> str:
 
 
 def _latin(match: re.Match[str]) -> str:
+    """A Latin word, or two joined by a hyphen (Wi-Fi is one loanword, AI-BOX two words)."""
     word = match[0]
     if "-" in word and word.lower() not in LOANWORDS:
         return " ".join(_latin_word(part) for part in word.split("-"))
-    if word in CURRENCY_WORDS:
-        return word
-    # CamelCase product names (iPhone, ChatGPT) are looked up whole, then as their parts.
     return _latin_word(word)
 
 
@@ -709,13 +728,17 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_TIME, _time),
     (_RATIO, _ratio),
     (_RANGE, _range),
+    (_MONTH_DAY, _month_day),
     (_FRACTION, _fraction),
+    (_GENERATION, lambda m: f"{_GENERATIONS[m[1]]}지"),
     (_SIGNED, _signed),
     (_CURRENCY_BEFORE, _currency_before),
     (_ZERO_CODE, lambda m: digits(m[0])),
     (_MAGNITUDE, _magnitude),
     (_NUMBER_UNIT, _unit_number),
     (re.compile(rf"(?<![\d.])({_NUMBER})(?:\.(\d+))?"), _number),
+    (_WORD_RANGE, lambda m: "에서 "),
+    (_WEEKDAY, lambda m: f" {m[1]}요일"),
     (_SYMBOL, _symbol),
     (_HASHTAG, lambda m: "해시태그 "),
     (_LATIN, _latin),

@@ -4,12 +4,15 @@ prints the same score per class next to g2pK alone)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
 from bench.reading import Scorer, load_cases
 from common.reading import spell_out
+from harness.processes import REPO
 
 MINIMUM = 0.95
 
@@ -61,3 +64,17 @@ def test_moksori_reads_the_set(scorer: Scorer) -> None:
 def test_the_issue_examples_are_spelled_out(text: str, spelled: str) -> None:
     """The misreadings the issue lists, at the spelled-out stage before g2pK."""
     assert spell_out(text) == spelled
+
+
+def test_the_api_never_loads_the_reader() -> None:
+    """The API imports the normalizer only for its cheap pronounceable test: the reading
+    module, its patterns and its Hanja table stay out of the API process."""
+    probe = (
+        "import sys, api.service, common.normalize; "
+        "assert common.normalize.pronounceable('大韓民國'); "
+        "print('common.reading' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
