@@ -1,8 +1,10 @@
 """Korean text normalization: g2pK pronunciation rules, then the voice's own character set.
 
 The pipeline mirrors what the first deployment did with ``normalize_text(text, symbols)``, in
-named stages: :func:`split_sentences` -> :func:`expand` -> g2pK (``ko_speech_tools.G2p``:
-numbers, dates and Latin words become Hangul as pronounced) -> :func:`spell_latin` ->
+named stages: :func:`split_sentences` -> :func:`expand` (numbers, dates, units, money,
+acronyms, symbols and Hanja spelled out in Hangul words: :mod:`common.reading`) -> g2pK
+(``ko_speech_tools.G2p``: Hangul as pronounced, English words from its dictionary) ->
+:func:`spell_latin` ->
 :func:`to_charset` (syllables, conjoining jamo or
 compatibility jamo, whichever the voice knows; anything else is dropped).
 
@@ -23,7 +25,7 @@ from ko_speech_tools.jamo import h2j, j2hcj
 
 _LOGGER = logging.getLogger(__name__)
 
-NORMALIZER_VERSION = "1"
+NORMALIZER_VERSION = "2"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+")
 _SPACES = re.compile(r"\s+")
@@ -31,74 +33,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGIT = re.compile(r"\d")  # any script's decimal digit, as unicodedata.digit reads it
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 
-# Korean names of Latin letters, for acronyms and words g2pK's English dictionary does not know.
-_LETTER_NAMES = dict(
-    zip(
-        "abcdefghijklmnopqrstuvwxyz",
-        [
-            "에이",
-            "비",
-            "씨",
-            "디",
-            "이",
-            "에프",
-            "지",
-            "에이치",
-            "아이",
-            "제이",
-            "케이",
-            "엘",
-            "엠",
-            "엔",
-            "오",
-            "피",
-            "큐",
-            "알",
-            "에스",
-            "티",
-            "유",
-            "브이",
-            "더블유",
-            "엑스",
-            "와이",
-            "제트",
-        ],
-        strict=True,
-    )
-)
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
-_DATE = re.compile(r"\b(\d{4})[-./](\d{1,2})[-./](\d{1,2})\b")
-_DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
-# A number standing alone (not a phone number, not glued to a Korean counter such as 년, 시, 개,
-# which g2pK reads itself): read as a Sino-Korean quantity rather than digit by digit.
-_BARE_NUMBER = re.compile(
-    r"(?<![\d,\-])([1-9]\d{0,2}(?:,\d{3})+|[1-9]\d{0,11}|0)(?![\d,\-]|[가-힣])"
-)
 _DIGIT_NAMES = dict(zip("0123456789", "영일이삼사오육칠팔구", strict=True))
-_UNITS = {
-    "km": "킬로미터",
-    "cm": "센티미터",
-    "mm": "밀리미터",
-    "m": "미터",
-    "kg": "킬로그램",
-    "mg": "밀리그램",
-    "g": "그램",
-    "ml": "밀리리터",
-    "l": "리터",
-    "%": "퍼센트",
-    "℃": "도",
-    "°C": "도",
-    "kb": "킬로바이트",
-    "mb": "메가바이트",
-    "gb": "기가바이트",
-    "tb": "테라바이트",
-}
-_UNIT = re.compile(
-    r"(\d)\s*("
-    + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
-    + r")(?![A-Za-z])",
-    re.IGNORECASE,
-)
 
 HANGUL_SYLLABLES = "".join(chr(c) for c in range(_HANGUL_FIRST, _HANGUL_LAST + 1))
 """All 11,172 precomposed syllables."""
@@ -129,29 +65,23 @@ def to_compat(jamo: str) -> str:
 
 
 def expand(text: str) -> str:
-    """Before g2pK: spell out what its rules read badly (ISO dates, decimals, units, accents)."""
+    """Before g2pK: compatibility forms folded (full-width, ℃, ㎡), accents stripped, then
+    numbers, dates, units, symbols, acronyms and Hanja spelled out (:mod:`common.reading`)."""
+    # Imported here: its patterns take ~35 ms to compile, which the API process never needs.
+    from common.reading import spell_out
+
     text = unicodedata.normalize("NFKC", text)
     text = "".join(  # café -> cafe, so the English dictionary can find it
         ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn"
     )
-    text = unicodedata.normalize("NFC", text)
-    text = _DATE.sub(lambda m: f"{m[1]}년 {int(m[2])}월 {int(m[3])}일", text)
-    text = _UNIT.sub(lambda m: f"{m[1]} {_UNITS.get(m[2].lower()) or _UNITS[m[2]]}", text)
-    text = _DECIMAL.sub(
-        lambda m: f"{_sino(m[1])} 점 {''.join(_DIGIT_NAMES[d] for d in m[2])}", text
-    )
-    return _BARE_NUMBER.sub(lambda m: _sino(m[1]), text)
-
-
-def _sino(number: str) -> str:
-    from ko_speech_tools.g2p.numerals import process_num
-
-    return process_num(number, sino=True)
+    return spell_out(unicodedata.normalize("NFC", text))
 
 
 def spell_latin(text: str) -> str:
     """After g2pK: Latin letters it left alone (acronyms, unknown words) read letter by letter."""
-    return _LATIN_WORD.sub(lambda m: " ".join(_LETTER_NAMES[c] for c in m[0].lower()), text)
+    from common.reading import LETTER_NAMES
+
+    return _LATIN_WORD.sub(lambda m: " ".join(LETTER_NAMES[c] for c in m[0].lower()), text)
 
 
 def split_sentences(text: str, limit: int = MAX_SENTENCE_CHARS) -> list[str]:
@@ -197,7 +127,10 @@ def speakable(text: str, letters: frozenset[str]) -> bool:
     return any(ch in letters for ch in text)
 
 
-_PRONOUNCEABLE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ffA-Za-z0-9]")
+# Hangul, jamo, Latin, digits and CJK ideographs (Hanja are read by their Hangul reading).
+_PRONOUNCEABLE = re.compile(
+    r"[\uac00-\ud7a3\u1100-\u11ffA-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+)
 
 
 def canonical(text: str) -> str:
@@ -208,8 +141,9 @@ def canonical(text: str) -> str:
 
 def pronounceable(text: str) -> bool:
     """A cheap test, without g2pK, that ``text`` has something any voice can say: a Hangul
-    syllable or jamo, a Latin letter (accents dropped) or a digit. When False, the normalizer
-    yields nothing for any voice; the API answers 422 without loading g2pK's dictionary."""
+    syllable or jamo, a Latin letter (accents dropped), a digit or a Hanja. When False, the
+    normalizer yields nothing for any voice; the API answers 422 without loading g2pK's
+    dictionary."""
     folded = unicodedata.normalize("NFKD", text)
     return _PRONOUNCEABLE.search(folded) is not None
 
@@ -252,6 +186,11 @@ class Normalizer:
         """Load the dictionary now rather than on the first request."""
         self._pronounce("안녕하세요 1")
 
+    def reading(self, sentence: str) -> str:
+        """One sentence as pronounced Hangul, before any voice's character set: what the
+        reading test set (tests/data/readings.tsv) scores."""
+        return spell_latin(self._read(unicodedata.normalize("NFC", sentence)))
+
     def sentences(self, text: str, characters: str) -> list[str]:
         """The normalized sentences of ``text`` for a voice whose symbols are ``characters``.
 
@@ -263,7 +202,7 @@ class Normalizer:
         text = unicodedata.normalize("NFC", _SURROGATE.sub(" ", text))
         result: list[str] = []
         for sentence in split_sentences(text):
-            spoken = to_charset(spell_latin(self._read(sentence)), charset)
+            spoken = to_charset(self.reading(sentence), charset)
             if speakable(spoken, letters):
                 result.append(spoken)
         return result

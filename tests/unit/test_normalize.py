@@ -27,16 +27,16 @@ def normalizer() -> Normalizer:
         ("1,000원", ["처눤"]),
         ("가격은 12,500 입니다", ["가겨근 마니처노배 김니다"]),
         ("50% 할인", ["오십 퍼센트 하린"]),
-        # A phone number stays digit by digit.
-        ("010-1234-5678", ["영이령-이리삼사-오육칠팔"]),
-        # Latin: dictionary words as pronounced, acronyms letter by letter, accents stripped.
-        ("Hello 세계", ["헐로 세계"]),
-        ("AI 기술과 GPU", ["아이 기술과 지 피 유"]),
-        ("café", ["커페이"]),
+        # A phone number is read digit by digit, 0 as 공, its groups apart.
+        ("010-1234-5678", ["공일공 이리삼사 오육칠팔"]),
+        # Latin: loanwords as Korean writes them, acronyms letter by letter, accents stripped.
+        ("Hello 세계", ["헬로 세계"]),
+        ("AI 기술과 GPU", ["에이아이 기술과 지피유"]),
+        ("café", ["카페"]),
         # Full-width forms, emoji and other scripts.
-        ("ＡＢＣ 123", ["에이비시 배기십쌈"]),
+        ("ＡＢＣ 123", ["에이비씨 배기십쌈"]),
         ("😀 안녕!", ["안녕!"]),
-        ("漢字 テスト 안녕", ["안녕"]),
+        ("漢字 テスト 안녕", ["한자 안녕"]),
         # Several sentences.
         (
             "안녕하세요! 반갑습니다. 오늘 날씨가 좋네요?",
