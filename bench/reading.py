@@ -6,7 +6,7 @@ Readers, measured in the same run on the same cases:
 - **moksori**: :class:`common.normalize.Normalizer` (spelled out by :mod:`common.reading`, then
   g2pK's pronunciation rules);
 - **g2pK alone**: ``ko_speech_tools.G2p`` on the raw text, what the original deployment ran;
-- **moksori v1**: the normalizer of git revision ``--old-rev`` (default ``main``), when git
+- **moksori v1**: the normalizer of git revision ``--old-rev`` (default ``56a22e2``, the last with normalizer version 1), when git
   can show it, to count the cases whose reading changed;
 - **NeMo + g2pK**: with ``--nemo-python PATH``, NVIDIA's ``nemo-text-processing`` Korean
   normalizer (WFST grammars) run by that interpreter (a separate venv: it needs pynini and is
@@ -182,7 +182,7 @@ def timing(normalizer: Normalizer, cases: list[Case], rounds: int = 3) -> tuple[
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reading", description=__doc__)
     parser.add_argument("--cases", type=Path, default=CASES)
-    parser.add_argument("--old-rev", default="main", help="git revision of the old normalizer")
+    parser.add_argument("--old-rev", default="56a22e2", help="git revision of the old normalizer")
     parser.add_argument("--failures", action="store_true", help="list moksori's failed cases")
     parser.add_argument("--nemo-python", type=Path, help="a python with nemo-text-processing")
     args = parser.parse_args()
