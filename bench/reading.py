@@ -6,8 +6,8 @@ Readers, measured in the same run on the same cases:
 - **moksori**: :class:`common.normalize.Normalizer` (spelled out by :mod:`common.reading`, then
   g2pK's pronunciation rules);
 - **g2pK alone**: ``ko_speech_tools.G2p`` on the raw text, what the original deployment ran;
-- **moksori v1**: the normalizer of git revision ``--old-rev`` (default ``56a22e2``, the last with normalizer version 1), when git
-  can show it, to count the cases whose reading changed;
+- **moksori v1**: the normalizer of git revision ``--old-rev`` (default ``56a22e2``, the last
+  with normalizer version 1), when git can show it, to count the cases whose reading changed;
 - **NeMo + g2pK**: with ``--nemo-python PATH``, NVIDIA's ``nemo-text-processing`` Korean
   normalizer (WFST grammars) run by that interpreter (a separate venv: it needs pynini and is
   no dependency of moksori), its text then through the same g2pK.
