@@ -222,11 +222,7 @@ def test_worker_host_cut_mid_job(
             f"{first} finishing its copy",
             timeout=90,
         )
-        eventually(
-            lambda: c.workers[first].proc.poll() is None and len(c.objects()) == 1,
-            "the bucket settled",
-            timeout=10,
-        )
+        assert c.workers[first].proc.poll() is None, "the cut host's worker exited"
         after = c.status(job_id)
         assert after["status"] == "done", f"{after}\n{c.logs_tail()}"
         assert key_of(after["url"]) == key_of(view["url"])
@@ -235,9 +231,11 @@ def test_worker_host_cut_mid_job(
             _, waiting, _ = conn.default_channel.queue_declare(queue, passive=True)
         assert waiting == 0
         _LOGGER.info(
-            "%s: redelivered after %.1f s, done %.1f s after the cut", queue_type, redelivered_s,
+            "%s: redelivered %.1f s and done %.1f s after the cut",
+            queue_type,
+            redelivered_s,
             done_s,
-        )  # fmt: skip
+        )
 
     report.record(
         "more than one host",
