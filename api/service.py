@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from amqp.exceptions import ChannelError
 from celery import Celery
 from celery.backends.asynchronous import AsyncBackendMixin
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -55,7 +56,9 @@ _LOGGER = logging.getLogger(__name__)
 
 # Errors that mean "the broker or the result backend cannot be reached right now".
 # (kombu's OperationalError is a KombuError; ConnectionError and TimeoutError are OSErrors.)
-UNAVAILABLE = (KombuError, RedisError, OSError)
+# A channel error is the broker refusing an operation, e.g. PRECONDITION_FAILED for a member
+# queue declared with another type than MOKSORI_QUEUE_TYPE: not the client's fault either.
+UNAVAILABLE = (KombuError, RedisError, OSError, ChannelError)
 
 PUSH_STEP_S = 1.0
 """How long one step of Celery's pub/sub wait may take (its drain interval)."""

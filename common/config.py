@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     """``auto`` (CUDA when present), ``cuda`` or ``cpu``."""
     queue: str = "moksori"
     """Prefix of the durable RabbitMQ queues: member N's jobs go to ``<queue>.N``."""
+    queue_type: Literal["classic", "quorum"] = "classic"
+    """RabbitMQ type of the member queues. ``quorum`` replicates them across a cluster's nodes;
+    an existing queue keeps its type, so switching needs a new ``MOKSORI_QUEUE`` prefix
+    (docs/operations.md, "Queue type")."""
     members: Annotated[tuple[int, ...], NoDecode] = ()
     """Comma-separated member ids a worker loads and serves (its queues); empty: every voice."""
     workers: int = 1

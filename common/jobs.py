@@ -102,10 +102,18 @@ def member_queue(prefix: str, member_id: int) -> str:
     return f"{prefix}.{int(member_id)}"
 
 
-def queue_declaration(name: str) -> Queue:
+def queue_declaration(name: str, queue_type: str = "classic") -> Queue:
     """A member queue exactly as Celery declares a missing queue when the API first publishes
-    to it (a direct exchange of the same name), so API and worker never disagree on it."""
-    return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
+    to it (a direct exchange of the same name, of ``task_create_missing_queue_type``), so API
+    and worker never disagree on it: RabbitMQ refuses a declaration whose type differs."""
+    arguments = {"x-queue-type": queue_type} if queue_type != "classic" else None
+    return Queue(
+        name,
+        Exchange(name, type="direct"),
+        routing_key=name,
+        durable=True,
+        queue_arguments=arguments,
+    )
 
 
 def speech_key(
@@ -162,6 +170,10 @@ def make_celery(
         accept_content=["json"],
         task_default_queue=settings.queue,
         task_create_missing_queues=True,
+        # The API's member queues (declared as it publishes) and the worker's are of one type.
+        # Celery turns global QoS off for quorum queues (worker_detect_quorum_queues).
+        task_default_queue_type=settings.queue_type,
+        task_create_missing_queue_type=settings.queue_type,
         # An accepted job survives a crashed worker: ack after the work, requeue on worker loss,
         # take one job at a time so a slow synthesis does not hold others hostage.
         task_acks_late=True,

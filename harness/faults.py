@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.processes import free_port, reachable
@@ -32,9 +33,19 @@ class RabbitNode:
     Its data directory survives :meth:`stop`, so a restart keeps durable queues and persistent
     messages, exactly what a production broker restart does. ``consumer_timeout_ms`` sets
     RabbitMQ's delivery-acknowledgement timeout for this node only (checked every second here,
-    instead of RabbitMQ's default of once a minute, so a test can cross it quickly)."""
+    instead of RabbitMQ's default of once a minute, so a test can cross it quickly).
 
-    def __init__(self, consumer_timeout_ms: int | None = None) -> None:
+    ``address`` is where it listens and ``prefix`` wraps its commands (``ip netns exec NS``:
+    a node on another host, :mod:`harness.netns`); ``heartbeat_s`` is the AMQP heartbeat it
+    offers clients (they settle on the smaller of theirs and this)."""
+
+    def __init__(
+        self,
+        consumer_timeout_ms: int | None = None,
+        address: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        heartbeat_s: int | None = None,
+    ) -> None:
         # Not under pytest's tmp_path: its folders are private to root, and the node runs as the
         # rabbitmq user. remove() deletes it.
         root = Path(tempfile.mkdtemp(prefix="moksori-rabbit-"))
@@ -43,12 +54,16 @@ class RabbitNode:
         self.name = f"moksori-test-{uuid.uuid4().hex[:8]}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.address = address
+        self._prefix = list(prefix)
+        self.url = f"amqp://guest:guest@{address}:{self.port}//"
         (root / "mnesia").mkdir(parents=True, exist_ok=True)
         (root / "log").mkdir(parents=True, exist_ok=True)
-        config = [f"listeners.tcp.default = 127.0.0.1:{self.port}", "loopback_users = none"]
+        config = [f"listeners.tcp.default = {address}:{self.port}", "loopback_users = none"]
         if consumer_timeout_ms is not None:
             config.append(f"consumer_timeout = {consumer_timeout_ms}")
+        if heartbeat_s is not None:
+            config.append(f"heartbeat = {heartbeat_s}")
         (root / "rabbitmq.conf").write_text("\n".join(config) + "\n", encoding="utf-8")
         (root / "enabled_plugins").write_text("[].\n", encoding="utf-8")
         (root / "advanced.config").write_text(
@@ -77,7 +92,7 @@ class RabbitNode:
     def start(self, timeout: float = 90.0) -> None:
         log = (self.root / "server.out").open("ab")
         self._proc = subprocess.Popen(
-            ["rabbitmq-server"],
+            [*self._prefix, "rabbitmq-server"],
             env=self._env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -85,7 +100,7 @@ class RabbitNode:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while not reachable("127.0.0.1", self.port):
+        while not reachable(self.address, self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"private RabbitMQ node did not start:\n{self.output()}")
             time.sleep(0.2)
@@ -96,7 +111,7 @@ class RabbitNode:
             return
         if self._proc.poll() is None:
             subprocess.run(
-                ["rabbitmqctl", "-n", self.name, "stop"],
+                [*self._prefix, "rabbitmqctl", "-n", self.name, "stop"],
                 env=self._env,
                 capture_output=True,
                 timeout=60,
@@ -110,13 +125,26 @@ class RabbitNode:
                 self._proc.wait()
         self._proc = None
         deadline = time.monotonic() + 15
-        while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
+        while reachable(self.address, self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def remove(self) -> None:
         """Stop the node and delete its data."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def queue_types(self) -> dict[str, str]:
+        """Each queue's name and type (``classic``, ``quorum``), as ``rabbitmqctl`` lists them."""
+        done = subprocess.run(
+            [*self._prefix, "rabbitmqctl", "-n", self.name, "-q", "list_queues", "name", "type"],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        rows = (line.split() for line in done.stdout.splitlines())
+        return {row[0]: row[1] for row in rows if len(row) == 2 and row[0] != "name"}
 
     def kill(self) -> None:
         """Crash the node (SIGKILL to every process of it), as a power cut would."""
@@ -132,7 +160,7 @@ class RabbitNode:
         self._proc.wait(timeout=30)
         self._proc = None
         deadline = time.monotonic() + 15
-        while reachable("127.0.0.1", self.port) and time.monotonic() < deadline:
+        while reachable(self.address, self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def output(self) -> str:
@@ -143,18 +171,24 @@ class RabbitNode:
 class RedisNode:
     """A Redis server of the test's own (``redis-server --daemonize yes``), with append-only
     persistence in a directory of its own, so a stop and start keeps every key, as a production
-    Redis with AOF does: what an outage of the result backend looks like, not a data loss."""
+    Redis with AOF does: what an outage of the result backend looks like, not a data loss.
+    ``address`` and ``prefix`` as for :class:`RabbitNode`."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1", prefix: Sequence[str] = ()) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="moksori-redis-"))
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.address = address
+        self._prefix = list(prefix)
+        self.url = f"redis://{address}:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server (again) and return once it answers PING (AOF loaded)."""
         options = {
             "port": str(self.port),
-            "bind": "127.0.0.1",
+            "bind": self.address,
+            # Protected mode refuses every client not on loopback; this server listens on the
+            # one address the test chose (a namespace's, :mod:`harness.netns`) and nowhere else.
+            "protected-mode": "no",
             "dir": str(self.root),
             "appendonly": "yes",
             "save": "",
@@ -164,6 +198,7 @@ class RedisNode:
         }
         subprocess.run(
             [
+                *self._prefix,
                 "redis-server",
                 *(arg for name, value in options.items() for arg in (f"--{name}", value)),
             ],
@@ -179,7 +214,7 @@ class RedisNode:
 
     def _answers(self) -> bool:
         done = subprocess.run(
-            ["redis-cli", "-p", str(self.port), "ping"],
+            ["redis-cli", "-h", self.address, "-p", str(self.port), "ping"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -190,15 +225,15 @@ class RedisNode:
     def stop(self) -> None:
         """Stop the server as an operator would (``SHUTDOWN``, which syncs the AOF); SIGTERM
         its pid if that does not work. Returns once the port is closed."""
-        if reachable("127.0.0.1", self.port):
+        if reachable(self.address, self.port):
             subprocess.run(
-                ["redis-cli", "-p", str(self.port), "shutdown"],
+                ["redis-cli", "-h", self.address, "-p", str(self.port), "shutdown"],
                 capture_output=True,
                 timeout=30,
                 check=False,
             )
         deadline = time.monotonic() + 15
-        while reachable("127.0.0.1", self.port):
+        while reachable(self.address, self.port):
             if time.monotonic() > deadline:
                 pid_file = self.root / "redis.pid"
                 with contextlib.suppress(OSError, ValueError):

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from launcher import api_argv, worker_argv
@@ -73,30 +74,45 @@ class Process:
         self._fh.close()
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
-    """A real Celery worker process (prefork, one child) that has loaded its voices; its
-    metrics server gets a free port (``metrics_port``) unless ``env`` names one."""
+def spawn_worker(
+    env: dict[str, str], log_dir: Path, name: str = "worker", prefix: Sequence[str] = ()
+) -> Process:
+    """A real Celery worker process (prefork, one child), started but perhaps not ready yet
+    (:func:`wait_ready`); its metrics server gets a free port (``metrics_port``) unless ``env``
+    names one. ``prefix`` wraps its command line (``ip netns exec NS``: another host)."""
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     env = dict(env)
     env.setdefault("MOKSORI_WORKER_METRICS_PORT", str(free_port()))
-    worker = Process(
-        name, [*worker_argv(hostname), "--without-gossip", "--without-mingle"], env, log_dir
-    )
+    argv = [*prefix, *worker_argv(hostname), "--without-gossip", "--without-mingle"]
+    worker = Process(name, argv, env, log_dir)
     worker.hostname = hostname
     worker.metrics_port = int(env["MOKSORI_WORKER_METRICS_PORT"])
+    return worker
+
+
+def wait_ready(worker: Process) -> Process:
+    """``worker`` once it has loaded its voices and consumes."""
     worker.wait_for("worker ready on", timeout=180)
     worker.wait_for("ready.", timeout=60)  # Celery's own "celery@host ready." once consuming
     return worker
 
 
-def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
-    """The API under gunicorn on a free port; returns the process and its base URL."""
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
+    """A real Celery worker process (prefork, one child) that has loaded its voices."""
+    return wait_ready(spawn_worker(env, log_dir, name))
+
+
+def start_api(
+    env: dict[str, str], log_dir: Path, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+) -> tuple[Process, str]:
+    """The API under gunicorn on a free port of ``host``; returns the process and its base URL.
+    ``prefix`` wraps its command line (``ip netns exec NS``: another host)."""
     port = free_port()
-    api = Process("api", api_argv("127.0.0.1", port), env, log_dir)
-    base = f"http://127.0.0.1:{port}"
+    api = Process("api", [*prefix, *api_argv(host, port)], env, log_dir)
+    base = f"http://{host}:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if reachable("127.0.0.1", port):
+        if reachable(host, port):
             return api, base
         if api.proc.poll() is not None:
             break

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from kombu import Connection
 
 from common.jobs import member_queue
+from harness import netns
 from harness.processes import REPO, Process, reachable, start_api, start_worker
 
 T = TypeVar("T")
@@ -48,6 +49,8 @@ SERVICES: dict[str, Callable[[], bool]] = {
     "redis-server": lambda: _program("redis-server"),
     "espeak-ng": lambda: _program("espeak-ng"),
     "docker-compose": lambda: _program("docker-compose"),
+    # Network namespaces and veth links (root): separate "hosts" on this machine.
+    "ip-netns": netns.available,
 }
 
 
@@ -128,17 +131,21 @@ def eventually(
     raise AssertionError(f"never saw {what} within {timeout} s")
 
 
-def start_gcs_emulator(port: int, log_dir: Path) -> Process:
-    """gcp-storage-emulator on ``port`` (in memory, bucket ``moksori-test``), once it listens."""
+def start_gcs_emulator(
+    port: int, log_dir: Path, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+) -> Process:
+    """gcp-storage-emulator on ``host:port`` (in memory, bucket ``moksori-test``), once it
+    listens; ``prefix`` wraps its command line (``ip netns exec NS``: another host)."""
     emulator = Process(
         f"gcs-emulator-{port}",
         [
+            *prefix,
             sys.executable,
             "-m",
             "gcp_storage_emulator",
             "start",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
             "--in-memory",
@@ -149,10 +156,10 @@ def start_gcs_emulator(port: int, log_dir: Path) -> Process:
         log_dir,
     )
     deadline = time.monotonic() + 30
-    while not reachable("127.0.0.1", port):
+    while not reachable(host, port):
         if emulator.proc.poll() is not None or time.monotonic() > deadline:
             emulator.stop()
             raise AssertionError(f"the storage emulator did not start:\n{emulator.output()}")
         time.sleep(0.1)
-    emulator.hostname = f"http://127.0.0.1:{port}"
+    emulator.hostname = f"http://{host}:{port}"
     return emulator

@@ -62,7 +62,7 @@ def waiting_jobs(app: Celery, queue: str, limit: int, wait_s: float) -> Iterator
     with app.pool.acquire(block=True) as conn:  # a pooled connection: no handshake per job
         conn.ensure_connection(max_retries=1)
         channel = conn.channel()
-        bound = queue_declaration(queue)(channel)
+        bound = queue_declaration(queue, app.conf.task_default_queue_type)(channel)
         taken: list[Taken] = []
         deadline = time.monotonic() + wait_s
         while len(taken) < limit:

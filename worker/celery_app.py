@@ -35,8 +35,11 @@ app.conf.update(
     worker_proc_alive_timeout=600,
     # With no voice to serve, consume the bare prefix queue (nothing is routed there) so the
     # worker still starts, reports its errors and answers `celery inspect`.
-    task_queues=[queue_declaration(member_queue(_SETTINGS.queue, m)) for m in SERVED_MEMBERS]
-    or [queue_declaration(_SETTINGS.queue)],
+    task_queues=[
+        queue_declaration(member_queue(_SETTINGS.queue, m), _SETTINGS.queue_type)
+        for m in SERVED_MEMBERS
+    ]
+    or [queue_declaration(_SETTINGS.queue, _SETTINGS.queue_type)],
 )
 
 
