@@ -54,6 +54,12 @@ def _kind(code: str, status: int, when: str) -> ErrorKind:
 BAD_REQUEST = _kind("bad_request", 400, "The HTTP request itself is malformed.")
 INVALID_JSON = _kind("invalid_json", 400, "The body is not JSON, or not a JSON object.")
 INVALID_WAIT = _kind("invalid_wait", 400, "`wait` is not a whole number of seconds from 1 to 60.")
+REQUEST_TIMEOUT = _kind(
+    "request_timeout",
+    408,
+    "The request (headers and body) did not arrive in full within `MOKSORI_REQUEST_READ_TIMEOUT` "
+    "seconds; the connection is closed.",
+)
 UNAUTHORIZED = _kind("unauthorized", 401, "The server has API keys and the request sent none.")
 INVALID_API_KEY = _kind("invalid_api_key", 401, "The API key sent is not one of the server's.")
 UNKNOWN_MEMBER = _kind("unknown_member", 404, "No voice has this member id.")

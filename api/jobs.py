@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
@@ -56,6 +57,9 @@ _UNAVAILABLE = error(
     headers=RETRY_AFTER,
 )
 
+WAIT_HEADER = "Moksori-Wait"
+"""Set to ``declined`` on a ``202`` to a ``?wait`` request that could not wait (every waiting
+slot of the process was taken): poll the ``status_url``."""
 ANSWER_RESERVE_S = 0.05
 """``?wait=N`` counts from the request's start, and its wait ends this long before N s are up,
 so that the stages before it (cache lookup, publish) and the answer after it fit in N s plus
@@ -144,17 +148,25 @@ def create_text(query: TextQuery, body: TextRequest) -> tuple[Response, int, dic
         body.update(submission.view)
         return jsonify(body), 200, headers
     if wait:
-        try:
-            ended = service.wait(job_id, deadline - time.monotonic())
-            view = service.status(job_id, request.host_url) if ended else None
-        except ApiError:
-            # The job is already accepted: answer 202 so the client follows it rather than
-            # resubmitting because the result backend hiccupped while we waited.
-            view = None
+        with service.wait_slot() as may_wait:
+            view = _waited(service, job_id, deadline) if may_wait else None
+        if not may_wait:
+            headers[WAIT_HEADER] = "declined"
         if view and view["status"] in {"done", "failed"}:
             body.update(view)
             return jsonify(body), 200, headers
     return jsonify(body), 202, headers
+
+
+def _waited(service: JobService, job_id: str, deadline: float) -> dict[str, Any] | None:
+    """The job's view if it ended by ``deadline``, else None."""
+    try:
+        ended = service.wait(job_id, deadline - time.monotonic())
+        return service.status(job_id, request.host_url) if ended else None
+    except ApiError:
+        # The job is already accepted: answer 202 so the client follows it rather than
+        # resubmitting because the result backend hiccupped while we waited.
+        return None
 
 
 @bp.get(

@@ -54,6 +54,10 @@ JOBS_JOINED = Counter(
     "Texts that joined an identical job already queued or running, by member.",
     ["member"],
 )
+WAITS_DECLINED = Counter(
+    "moksori_api_waits_declined",
+    "`?wait` requests answered 202 at once because every waiting slot was taken.",
+)
 
 
 def known(members: Iterable[int]) -> None:

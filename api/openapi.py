@@ -185,11 +185,21 @@ _DURATION = Field(description="Length of the audio in seconds (null when storage
 _WHY = Field(description="Why the job failed, in a sentence.")
 
 
+WAIT_DECLINED = {
+    "Moksori-Wait": {
+        "description": "`declined` when `?wait` was asked but every waiting slot of the API "
+        "process was taken (`MOKSORI_MAX_WAITING`): the answer came at once; poll `status_url`.",
+        "required": False,
+        "schema": {"type": "string", "enum": ["declined"]},
+    }
+}
+
+
 class TextQueued(_Job):
     model_config = ConfigDict(
         openapi_extra={
             "description": "Queued: follow `status_url`.",
-            "headers": LOCATION,
+            "headers": {**LOCATION, **WAIT_DECLINED},
             "links": _TO_JOB,
         }
     )

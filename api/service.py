@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -135,6 +136,9 @@ class JobService:
     fleet: Fleet
     inflight: Inflight
     quota: Quota
+    waiting: threading.BoundedSemaphore
+    """Slots for requests waiting on their job (``MOKSORI_MAX_WAITING``), so that waits never hold
+    every request thread of this process."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
@@ -160,6 +164,7 @@ class JobService:
                 2 * settings.task_time_limit,
                 namespace=settings.queue,
             ),
+            waiting=threading.BoundedSemaphore(settings.max_waiting),
         )
 
     @property
@@ -346,6 +351,19 @@ class JobService:
             )
         except UNAVAILABLE:
             _LOGGER.warning("could not record unpublished job %s as failed", job_id)
+
+    @contextmanager
+    def wait_slot(self) -> Iterator[bool]:
+        """Hold one of this process's waiting slots for the block: True if one was free (the
+        request may wait), False if all are taken (it answers at once)."""
+        taken = self.waiting.acquire(blocking=False)
+        if not taken:
+            metrics.WAITS_DECLINED.inc()
+        try:
+            yield taken
+        finally:
+            if taken:
+                self.waiting.release()
 
     def wait(self, job_id: str, timeout: float) -> bool:
         """Block until the job ends or ``timeout`` seconds pass, by the clock; True if it ended.

@@ -159,9 +159,22 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     """Address a worker's metrics server binds to (``0.0.0.0`` in a container)."""
     host: str = "127.0.0.1"
-    """Address ``make run`` binds the API to."""
+    """Address the API binds to (``make run`` and the API image)."""
     port: int = 8000
-    """Port ``make run`` binds the API to."""
+    """Port the API binds to (``make run`` and the API image)."""
+    api_workers: int = Field(default=2, ge=1)
+    """gunicorn worker processes of the API."""
+    api_threads: int = Field(default=32, ge=2)
+    """Request threads per API process (the liveness and readiness probes have four more of
+    their own)."""
+    max_waiting: int = Field(default=16, ge=0)
+    """Requests per API process that may wait for their job (``?wait=N``) at once; beyond that a
+    ``?wait`` request is answered ``202`` at once (header ``Moksori-Wait: declined``) and the
+    client polls its ``status_url``. Keep it below ``MOKSORI_API_THREADS``, so that waits never
+    hold every thread."""
+    request_read_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a whole request (headers and body) once the API waits for
+    it; a slower one is answered ``408`` and disconnected."""
 
     @field_validator("members", "cors_origins", "api_keys", mode="before")
     @classmethod
@@ -189,6 +202,15 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
+
+    @model_validator(mode="after")
+    def _waits_leave_threads(self) -> Settings:
+        if self.max_waiting >= self.api_threads:
+            raise ValueError(
+                f"{PREFIX}MAX_WAITING={self.max_waiting} is not valid: keep it below "
+                f"{PREFIX}API_THREADS={self.api_threads}, or waits can hold every thread"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signed_url_ttl(self) -> Settings:

@@ -18,12 +18,10 @@ def worker_argv(hostname: str) -> list[str]:
 
 
 def api_argv(host: str, port: int) -> list[str]:
-    """gunicorn with threads, so requests that ?wait do not block each other; its config
-    (:mod:`common.gunicorn_conf`) keeps /metrics right across its worker processes, its lines go
-    through the service's log format and the API logs each request itself (no access log)."""
+    """gunicorn bound to ``host:port``; everything else (worker class, processes, threads,
+    logger, the hooks that keep /metrics right) is in its config, :mod:`common.gunicorn_conf`,
+    which the API image uses too."""
     return [
         sys.executable, "-m", "gunicorn", "api.wsgi:app", "--config", "python:common.gunicorn_conf",
         "--bind", f"{host}:{port}",
-        "--worker-class", "gthread", "--workers", "2", "--threads", "16",
-        "--logger-class", "common.logs.GunicornLogger",
     ]  # fmt: skip

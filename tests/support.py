@@ -113,6 +113,20 @@ def running_stack(env: dict[str, str], logs: Path) -> Iterator[Stack]:
                 channel.queue_delete(name)
 
 
+@contextmanager
+def stack_on(voices: Path, logs: Path, name: str, **settings: str) -> Iterator[Stack]:
+    """:func:`running_stack` on the voice repository ``voices``, with a queue (named after
+    ``name``), storage and logs of its own under ``logs``, and ``settings``."""
+    env = base_env(
+        voice_dir=str(voices),
+        queue=f"moksori-{name}-{logs.name}",
+        storage_url=f"file://{logs / 'media'}",
+        **settings,
+    )
+    with running_stack(env, logs) as stack:
+        yield stack
+
+
 def eventually(
     probe: Callable[[], T],
     what: str = "the condition",

@@ -19,7 +19,7 @@ import requests
 from common.jobs import TASK_NAME
 from harness import voice_factory
 from harness.processes import REPO, Process, free_port, reachable
-from tests.support import Stack, base_env, eventually, running_stack
+from tests.support import Stack, eventually, stack_on
 
 APP = "common.monitoring"
 SLOW = 2  # the fault repository's Griffin-Lim voice: about a second a sentence
@@ -33,14 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker with the slow voice and the API, on a queue prefix of their own."""
     logs = tmp_path_factory.mktemp("monitoring")
     voices = voice_factory.build_fault_repository(logs / "voices")
-    env = base_env(
-        voice_dir=str(voices),
-        queue=f"moksori-monitor-{logs.name}",
-        storage_url=f"file://{logs / 'media'}",
-        torch_threads="1",
-        rate_limit="off",
-    )
-    with running_stack(env, logs) as stack:
+    with stack_on(voices, logs, "monitor", torch_threads="1", rate_limit="off") as stack:
         yield stack
 
 

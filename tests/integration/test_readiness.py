@@ -20,7 +20,7 @@ from api.readiness import TTL_S
 from common.storage import GCSStorage, StorageError
 from harness.processes import Process, free_port, start_api
 from tests import report
-from tests.support import BACKEND_URL, BROKER_URL, Stack, base_env, running_stack
+from tests.support import BACKEND_URL, BROKER_URL, Stack, stack_on
 
 ANSWER_LIMIT_S = 1.0
 
@@ -29,13 +29,7 @@ ANSWER_LIMIT_S = 1.0
 def stack(voice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker (the tiny voices) and the API on a queue prefix of their own."""
     logs = tmp_path_factory.mktemp("readiness")
-    env = base_env(
-        voice_dir=str(voice_dir),
-        queue=f"moksori-ready-{logs.name}",
-        storage_url=f"file://{logs / 'media'}",
-        torch_threads="1",
-    )
-    with running_stack(env, logs) as stack:
+    with stack_on(voice_dir, logs, "ready", torch_threads="1") as stack:
         # The worker gives up member 4's queue (a broken voice) just after it starts consuming.
         stack.worker.wait_for("stopped consuming", timeout=60)
         booted(stack.api)

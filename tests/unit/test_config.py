@@ -55,3 +55,11 @@ def test_members_are_a_list_of_ids() -> None:
     assert Settings.from_env({}).members == ()
     with pytest.raises(ValueError, match=r"MOKSORI_MEMBERS: item 2 \('two'\) is not valid"):
         Settings.from_env({"MOKSORI_MEMBERS": "1,two"})
+
+
+def test_waits_must_leave_threads_free() -> None:
+    """MOKSORI_MAX_WAITING at or over MOKSORI_API_THREADS would let waits hold every request
+    thread: refused, naming both."""
+    assert Settings.from_env({"MOKSORI_MAX_WAITING": "31"}).max_waiting == 31
+    with pytest.raises(ValueError, match=r"MOKSORI_MAX_WAITING=8 .*MOKSORI_API_THREADS=8"):
+        Settings.from_env({"MOKSORI_MAX_WAITING": "8", "MOKSORI_API_THREADS": "8"})
