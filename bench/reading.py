@@ -86,6 +86,17 @@ class Scorer:
     def passes(self, case: Case, output: str) -> bool:
         return syllables(output) == self.heard(case.expected)
 
+    def failures(self, cases: list[Case]) -> list[str]:
+        """moksori's misread cases, one line each (class, input, output, expected): what the
+        reading tests assert on and print."""
+        failed = []
+        for case in cases:
+            output = self.normalizer.reading(case.text)
+            if not self.passes(case, output):
+                expected = case.expected
+                failed.append(f"[{case.kind}] {case.text!r} -> {output!r}, expected {expected!r}")
+        return failed
+
 
 def old_moksori(rev: str) -> Callable[[str], str] | None:
     """The normalizer at git revision ``rev`` (its ``reading`` of a sentence), or None when git

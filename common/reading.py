@@ -86,6 +86,14 @@ NATIVE_COUNTERS = frozenset(
         "묶음",
         "포기",
         "컵",
+        "큰술",
+        "작은술",
+        "스푼",
+        "숟가락",
+        "국자",
+        "꼬집",
+        "공기",
+        "덩이",
         "팩",
         "박스",
         "명씩",
@@ -351,6 +359,8 @@ LOANWORDS = {
     "taxi": "택시",
     "wi-fi": "와이파이",
     "ceo": "씨이오",
+    "korea": "코리아",
+    "vs": "대",  # 한국 vs 일본: 한국 대 일본
 }
 # Symbols read between words or numbers (not alone: a lone "&" is punctuation).
 SYMBOLS = {"&": "앤", "+": "플러스", "=": "이퀄", "×": "곱하기", "÷": "나누기"}
@@ -462,7 +472,8 @@ _PHONE = re.compile(
 # Service numbers said digit by digit (119에 신고), unless a counter follows (119명).
 _SERVICE_NUMBER = re.compile(r"(?<![\d.,])(11[249]|1330|120)(?![\d.,])")
 # A number named as one (인증번호, 우편번호는 12345, 주문 번호: 2025) is read as a code.
-_NAMED_CODE = re.compile(r"((?:번호|코드)(?:는|가|:)?\s?)(\d+)(?![\d.,])")
+# Brackets around it ([483920]를) are not heard: the particle joins the last digit.
+_NAMED_CODE = re.compile(r"((?:번호|코드)(?:는|가|:)?\s?)(?:\[(\d+)\]|(\d+)(?![\d.,]))")
 # Arithmetic: 1+1=2 -> 일 더하기 일은 이; 5×3, 10÷2.
 _EQUATION = re.compile(r"(?<![\w.])(\d+)\s?([+×÷])\s?(\d+)(?:\s?=\s?(\d+))?(?![\d.])")
 _OPERATORS = {"+": "더하기", "×": "곱하기", "÷": "나누기"}
@@ -470,6 +481,23 @@ _LETTER_TWO_LETTER = re.compile(r"\b([A-Z])2([A-Z])\b")  # B2B 비투비, P2P �
 _ZERO_CODE = re.compile(r"(?<![\d.,])0\d+(?![\d.,]\d)")
 _DATE = re.compile(r"(?<![\d.])(\d{4})\s?([-./])\s?(\d{1,2})\s?\2\s?(\d{1,2})(?!\d)(?:\.(?!\d))?")
 _TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])")
+# 3·1절 삼일절, 6·25 육이오, 5·18 오일팔, 6·10 육십: month and day with a middle dot, said as
+# one word; a day past 12 that is not a round ten digit by digit.
+_DOTTED_DAY = re.compile(r"(?<![\d.])(1[0-2]|[1-9])\s?[·ㆍ・]\s?([1-9]|[12]\d|3[01])(?![\d.])")
+# A score written with a hyphen (2-1로 이겼다) is read as one with a colon: 이 대 일.
+_SCORE = re.compile(
+    r"(?<![\d-])(\d{1,2})-(\d{1,2})(?![\d-])(?=\s?(?:으로|로)?\s?"
+    r"(?:이겼|꺾|승리|패|졌|비겼|앞서|앞섰|뒤지|뒤졌|역전|완승|완패|대승|대패|무승부|끝났|승))"
+)
+# 1+1, 2+1 on a shop offer are said in English: 원 플러스 원, 투 플러스 원.
+_PROMOTION = re.compile(
+    r"(?<![\d.])([1-3])\+([1-3])(?![\d=])(?=\s?(?:행사|이벤트|상품|할인|특가|증정|혜택|세일|제품))"
+)
+_ENGLISH_DIGITS = {"1": "원", "2": "투", "3": "쓰리"}
+# The end of a date range written without its year: 2025.07.01~07.31 -> …에서 칠월 삼십일 일.
+_DATE_RANGE_END = re.compile(
+    r"(?<=일)\s?[~〜～]\s?(1[0-2]|0?[1-9])\.(3[01]|[12]\d|0?[1-9])\.?(?![\d.])"
+)
 _RATIO = re.compile(r"(?<![\d:])(\d+)\s?:\s?(\d+)(?![\d:])")
 _RANGE = re.compile(rf"({_NUMBER}(?:\.\d+)?)\s?([^\s\d~]*?)\s?[~〜～]\s?({_NUMBER}(?:\.\d+)?)")
 # 12/31: a date when the second number cannot be a month and the first can (1/2 and 3/4
@@ -487,7 +515,7 @@ _CURRENCY_BEFORE = re.compile(
 )
 _UNIT_NAMES = "|".join(sorted(map(re.escape, UNITS), key=len, reverse=True))
 _MAGNITUDE = re.compile(
-    rf"(?<![\d.,])({_NUMBER})(?:\.(\d+))?([천백십]?[만억조]|[천백])(?=\d|\s|[가-힣]|$)"
+    rf"(?<![\d.,])({_NUMBER})(?:\.(\d+))?([천백십]?[만억조]|[천백])(?!각)(?=\d|\s|[가-힣]|$)"
 )
 _UNIT_AHEAD = re.compile(rf"\s?({_UNIT_NAMES})(?![A-Za-z])")
 _LATIN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
@@ -551,6 +579,12 @@ def _time(match: re.Match[str]) -> str:
     if second and int(second):
         words.append(f"{sino(int(second))}초")
     return " ".join(words)
+
+
+def _dotted_day(match: re.Match[str]) -> str:
+    day = int(match[2])
+    said = sino(day) if day <= 12 or day % 10 == 0 else digits(match[2]).replace("공", "영")
+    return sino(int(match[1])) + said
 
 
 def _ratio(match: re.Match[str]) -> str:
@@ -686,6 +720,26 @@ def _hanja_readings() -> dict[str, str]:
     return readings
 
 
+# 金 is 김 as a surname (金九 김구, 金 총리) and in place names (金浦, 金海), 금 in these words
+# (gold, money, Friday) and before Hangul (金값, 金메달).
+_GEUM_WORDS = (
+    "金融",
+    "金額",
+    "金庫",
+    "金曜",
+    "金利",
+    "金屬",
+    "金銀",
+    "金賞",
+    "金品",
+    "金塊",
+    "金星",
+)
+_TITLES = "총리|대통령|위원장|장관|의원|대표|회장|씨|선생|감독|선수|전 "
+_GIM = re.compile(
+    rf"金(?=[\u4e00-\u9fff]{{1,2}}(?![\u4e00-\u9fff])|\s(?:[가-힣]+\s)?(?:{_TITLES}))"
+)
+
 # 두음법칙 (NIKL 한글 맞춤법 제10-12항): 女子 여자, 老人 노인, 李 이 at the start of a word.
 _INITIAL_RIEUL = {"랴": "야", "려": "여", "례": "예", "료": "요", "류": "유", "리": "이"}
 _INITIAL_RIEUL_N = {"라": "나", "래": "내", "로": "노", "뢰": "뇌", "루": "누", "르": "느"}
@@ -707,6 +761,8 @@ def _initial_sound(syllable: str) -> str:
 def _hanja(match: re.Match[str]) -> str:
     table = _hanja_readings()
     word = "".join(table.get(ch, "") for ch in match[0])
+    if _GIM.match(match.string, match.start()) and not match[0].startswith(_GEUM_WORDS):
+        word = "김" + word[1:]
     start = match.start()
     at_word_start = start == 0 or not match.string[start - 1].isalnum()
     if word and at_word_start:
@@ -720,13 +776,17 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_EMAIL, _email),
     (_URL, _url),
     (_DATE, _date),
+    (_DATE_RANGE_END, lambda m: f"에서 {cardinal(m[1], '월', 0)}월 {sino(int(m[2]))}일"),
     (_PHONE, _phone),
-    (_NAMED_CODE, lambda m: m[1] + digits(m[2])),
+    (_NAMED_CODE, lambda m: m[1] + digits(m[2] or m[3])),
     (_SERVICE_NUMBER, _service_number),
+    (_PROMOTION, lambda m: f"{_ENGLISH_DIGITS[m[1]]} 플러스 {_ENGLISH_DIGITS[m[2]]}"),
     (_EQUATION, _equation),
     (_LETTER_TWO_LETTER, lambda m: f"{LETTER_NAMES[m[1].lower()]}투{LETTER_NAMES[m[2].lower()]}"),
     (_TIME, _time),
     (_RATIO, _ratio),
+    (_SCORE, _ratio),
+    (_DOTTED_DAY, _dotted_day),
     (_RANGE, _range),
     (_MONTH_DAY, _month_day),
     (_FRACTION, _fraction),
