@@ -65,12 +65,16 @@ def coqui_griffin_lim(ap: AudioProcessor) -> Vocode:
 
 
 def hifigan_vocode(synth: Synthesizer) -> Vocode:
-    """The generator on one mel, renormalized and padded exactly as the worker does it."""
+    """The generator on one mel, renormalized and padded exactly as the worker does it, with
+    the padding's frames cut off again so the samples line up with the reference's."""
+    hop = int(synth.vocoder_config.audio["hop_length"])
+    pad = int(getattr(synth.vocoder_model.model_g, "inference_padding", 0))
 
     def vocode(mel: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(mel.T[None]))
         with torch.inference_mode():
-            return vocode_batch(synth, batch, [mel.shape[1]])[0]
+            wave = vocode_batch(synth, batch, [mel.shape[1]])[0]
+        return wave[pad * hop : (pad + mel.shape[1]) * hop]
 
     return vocode
 
