@@ -104,54 +104,29 @@ NATIVE_COUNTERS = frozenset(
 )
 # Counters read with Sino-Korean numbers; any other following word also gets Sino, these are
 # listed so a range (2~3일) can repeat its counter and so 개월 is not read as 개.
-SINO_COUNTERS = frozenset(
+# Those that count a quantity (2~3일 is fused to 이삼 일: _APPROXIMATE) ...
+SINO_QUANTITIES = frozenset(
     [
         "년",
-        "월",
         "일",
         "원",
-        "층",
-        "호",
-        "동",
-        "번지",
         "분",
         "초",
         "개월",
         "주",
         "주일",
         "회",
-        "차",
-        "등",
-        "위",
         "점",
         "도",
         "세",
         "인분",
-        "학년",
-        "교시",
-        "페이지",
-        "쪽",
         "평",
         "퍼센트",
-        "년대",
         "개국",
         "개년",
         "개소",
-        "대",
-        "호선",
-        "회차",
-        "기",
-        "강",
-        "장",
-        "편",
-        "부",
-        "조",
-        "항",
-        "절",
-        "권째",
         "박",
         "인",
-        "인실",
         "달러",
         "유로",
         "엔",
@@ -167,6 +142,37 @@ SINO_COUNTERS = frozenset(
         "밀리리터",
         "칼로리",
         "킬로칼로리",
+    ]
+)
+# ... and those that name (a month, a floor, a chapter: 5~6월 stays 오월에서 유월).
+SINO_COUNTERS = SINO_QUANTITIES | frozenset(
+    [
+        "월",
+        "층",
+        "호",
+        "동",
+        "번지",
+        "차",
+        "등",
+        "위",
+        "학년",
+        "교시",
+        "페이지",
+        "쪽",
+        "년대",
+        "대",
+        "호선",
+        "회차",
+        "기",
+        "강",
+        "장",
+        "편",
+        "부",
+        "조",
+        "항",
+        "절",
+        "권째",
+        "인실",
     ]
 )
 # 번 is "times" (세 번 했다) unless it numbers something (3번 출구, 2번 버스).
@@ -500,6 +506,22 @@ _DATE_RANGE_END = re.compile(
 )
 _RATIO = re.compile(r"(?<![\d:])(\d+)\s?:\s?(\d+)(?![\d:])")
 _RANGE = re.compile(rf"({_NUMBER}(?:\.\d+)?)\s?([^\s\d~]*?)\s?[~〜～]\s?({_NUMBER}(?:\.\d+)?)")
+# Two adjacent small numbers before one counter are one approximate numeral, as the
+# 표준국어대사전 (NIKL) lists them: native 한두, 두세, 서너, 네댓, 대여섯, 예닐곱, 일여덟,
+# 엳아홉 (2~3개 두세 개, 1~2시간 한두 시간); Sino 일이, 이삼, 삼사, 사오, 오륙, 육칠, 칠팔, 팔구
+# (2~3일 이삼 일, 5~6년 오륙 년) and tens 이삼십 … 팔구십 (20~30대 이삼십 대). 4~5 has two
+# standard forms, 너덧 and 네댓 (네댓 is taken: it keeps 네 of 네 명). 10~20 stays 십에서 이십:
+# 일이십 could not be confirmed as a headword beside 이삼십 … 팔구십, and is seldom said
+# (열 명에서 스무 명, 십 분에서 이십 분 are). Only a quantity is fused: a clock
+# hour (2~3시), a month (5~6월), a date (7월 2~3일), a floor, a number (2~3번 출구) or a
+# chapter (제2~3조) keeps "A에서 B" (_RANGE); so do other spans (2~5개, 10~15도). A hyphen
+# (2-3개) counts only with the counter glued on; ~ may have spaces around it.
+_NATIVE_APPROXIMATE = ["", "한두", "두세", "서너", "네댓", "대여섯", "예닐곱", "일여덟", "엳아홉"]
+# 오륙, not 오육: the dictionary's headwords keep the ㄹ of 六 inside the word (오륙, 오륙십).
+_SINO_APPROXIMATE = ["", "일이", "이삼", "삼사", "사오", "오륙", "육칠", "칠팔", "팔구"]
+_NOT_COUNTING_NATIVE = frozenset(["시", "번째", "째"])
+
+
 # 12/31: a date when the second number cannot be a month and the first can (1/2 and 3/4
 # stay fractions; a denominator from 13 to 31 is rare, a day often).
 _MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(1[3-9]|2\d|3[01])(?![\d/])")
@@ -518,6 +540,11 @@ _MAGNITUDE = re.compile(
     rf"(?<![\d.,])({_NUMBER})(?:\.(\d+))?([천백십]?[만억조]|[천백])(?!각)(?=\d|\s|[가-힣]|$)"
 )
 _UNIT_AHEAD = re.compile(rf"\s?({_UNIT_NAMES})(?![A-Za-z])")
+# 2~3개, 2-3개, 20~30대, 2~3kg: two adjacent numbers and what they count (_NATIVE_APPROXIMATE).
+_APPROXIMATE = re.compile(
+    rf"(?<![\d.,~〜～\-A-Za-z])([1-9]0?)(\s?[~〜～]\s?|-)([1-9]0?)(?![\d.,])"
+    rf"(?:\s?({_UNIT_NAMES})(?![A-Za-z]))?"
+)
 _LATIN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
 _SYMBOL = re.compile(r"(?<=[\w)])\s?([&+=×÷])\s?(?=[\w(])|(?<=[A-Za-z])(\+)(?!\w)")
 _HASHTAG = re.compile(r"(?<!\w)#(?=[^\W\d_])")  # #맛집: 해시태그 맛집
@@ -599,6 +626,39 @@ def _range(match: re.Match[str]) -> str:
     if between and between not in _CURRENCY_AND_UNITS:
         return match[0]
     return f"{first}{between or counter}에서 {second}"
+
+
+def _approximate(match: re.Match[str]) -> str:
+    """2~3개 -> 두세 개, 2~3일 -> 이삼 일, 20~30대 -> 이삼십 대 (see _APPROXIMATE); anything
+    else is left for _RANGE."""
+    text, end = match.string, match.end(3)
+    first, second = int(match[1]), int(match[3])
+    unit = match[4]
+    glued = end < len(text) and not text[end].isspace()
+    counter = unit or _counter_at(text, end)
+    after = len(text) - len(text[end:].lstrip(" ")) + len(counter)
+    if (
+        not counter
+        or (match[2] == "-" and not glued)
+        or unit in _KMH
+        or text[: match.start()].endswith("제")
+        or (counter == "일" and re.search(r"월\s?$", text[: match.start()]))
+        or (counter == "번" and _NUMBERING_AFTER_BEON.match(text, after))
+    ):
+        return match[0]
+    native_counter = counter in NATIVE_COUNTERS and counter not in _NOT_COUNTING_NATIVE
+    counts = native_counter or counter in SINO_QUANTITIES or unit is not None
+    if not counts:
+        return match[0]
+    if second == first + 1 < 10:
+        word = (_NATIVE_APPROXIMATE if native_counter else _SINO_APPROXIMATE)[first]
+    elif first >= 20 and first % 10 == 0 and second == first + 10:
+        word = _SINO_APPROXIMATE[first // 10] + "십"
+    else:
+        return match[0]
+    if unit:
+        return f"{word} {UNITS[unit]}"
+    return f"{word} "
 
 
 _CURRENCY_AND_UNITS = set(UNITS) | set(NATIVE_COUNTERS) | set(SINO_COUNTERS) | {"만", "억"}
@@ -787,6 +847,7 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_RATIO, _ratio),
     (_SCORE, _ratio),
     (_DOTTED_DAY, _dotted_day),
+    (_APPROXIMATE, _approximate),
     (_RANGE, _range),
     (_MONTH_DAY, _month_day),
     (_FRACTION, _fraction),
