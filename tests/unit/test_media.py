@@ -18,6 +18,8 @@ from harness.processes import start_api
 from tests import report
 from tests.support import base_env
 
+ORIGIN = "https://moksori.example"
+
 
 @dataclass
 class MediaServer:
@@ -59,17 +61,24 @@ def media_server(
         dir_link: "a folder symlink to a folder outside",
         inside_link: "a symlink to a file inside (not followed either)",
     }
-    env = base_env(storage_url=f"file://{root}", voice_dir=str(voice_dir), queue="moksori-media")
+    env = base_env(
+        storage_url=f"file://{root}",
+        voice_dir=str(voice_dir),
+        queue="moksori-media",
+        cors_origins=ORIGIN,  # one exact origin: the configuration flask-cors sends no Vary for
+    )
     api, url = start_api(env, base)
     yield MediaServer(int(url.rsplit(":", 1)[1]), root, secret, wav_key, links)
     api.stop()
 
 
 def raw_get(
-    server: MediaServer, target: bytes, byte_range: str = ""
+    server: MediaServer, target: bytes, byte_range: str = "", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    """Send ``GET <target>`` byte for byte (no client normalizes or re-encodes it)."""
-    extra = f"Range: {byte_range}\r\n".encode() if byte_range else b""
+    """Send ``GET <target>`` byte for byte (no client normalizes or re-encodes it), with
+    ``headers`` (and ``Range: byte_range``) as given."""
+    sent = {**(headers or {}), **({"Range": byte_range} if byte_range else {})}
+    extra = "".join(f"{name}: {value}\r\n" for name, value in sent.items()).encode("latin-1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n" + extra + b"Connection: close\r\n\r\n"
@@ -183,3 +192,27 @@ def test_media_answers_match_the_spec(media_server: MediaServer) -> None:
     documented = spec["416"]["content"]["application/json"]["schema"]["allOf"][1]
     codes = documented["properties"]["error"]["properties"]["code"]["enum"]
     assert json.loads(past[2])["error"]["code"] in codes
+
+
+def test_media_answers_vary_on_origin(media_server: MediaServer) -> None:
+    """A /media answer is ``public, immutable`` and its CORS headers depend on the request's
+    Origin, so every one says ``Vary: Origin`` (once), whether the request came from the listed
+    origin, another one or none: a shared cache never hands one origin's answer to another.
+    Only the listed origin gets ``Access-Control-Allow-Origin``."""
+    target = f"/media/{media_server.wav_key}".encode()
+    seen = {}
+    for origin in (ORIGIN, "https://elsewhere.example", None):
+        status, headers, body = raw_get(
+            media_server, target, headers={"Origin": origin} if origin else None
+        )
+        assert status == 200 and body == b"RIFF-real-audio"
+        assert "immutable" in headers["cache-control"]
+        assert headers.get("vary") == "Origin", (origin, headers)
+        seen[origin] = headers.get("access-control-allow-origin")
+    assert seen == {ORIGIN: ORIGIN, "https://elsewhere.example": None, None: None}, seen
+    report.record(
+        "bad input",
+        "GET /media/<key> from the listed origin, another origin and no origin (real HTTP)",
+        "`Vary: Origin` on each (the answers are public and immutable); "
+        "Access-Control-Allow-Origin only for the listed origin",
+    )
