@@ -216,3 +216,33 @@ def test_media_answers_vary_on_origin(media_server: MediaServer) -> None:
         "`Vary: Origin` on each (the answers are public and immutable); "
         "Access-Control-Allow-Origin only for the listed origin",
     )
+
+
+IGNORED_RANGES = {
+    "bytes=0-1,4-7": "two ranges",
+    "bytes=0-3, 8-": "a range and an open-ended one",
+    "bytes=abc-def": "not numbers",
+    "bytes=7-2": "last before first",
+    "bytes 0-3": "no `=`",
+    "items=0-3": "another unit",
+}
+
+
+def test_a_range_served_only_as_one_part_is_ignored(media_server: MediaServer) -> None:
+    """RFC 9110 (section 14.2) lets a server ignore ``Range`` and requires it for an unknown
+    unit: several ranges, a malformed range or another unit gets the whole file (200) with
+    ``Accept-Ranges: bytes``, where each was a 416. One byte range is still a 206, and one
+    that starts past the end still a 416."""
+    target = f"/media/{media_server.wav_key}".encode()
+    for value, what in IGNORED_RANGES.items():
+        status, headers, body = raw_get(media_server, target, value)
+        assert (status, body) == (200, b"RIFF-real-audio"), (what, value, status, body[:200])
+        assert headers["accept-ranges"] == "bytes" and "content-range" not in headers
+    assert raw_get(media_server, target, "bytes=4-7")[::2] == (206, b"-rea")
+    assert raw_get(media_server, target, "bytes=500-")[0] == 416
+    report.record(
+        "bad input",
+        f"GET /media/<key> with a Range of {', '.join(IGNORED_RANGES.values())} (real HTTP)",
+        "200 with the whole file (the Range ignored, as RFC 9110 allows); one byte range is "
+        "206, one past the end 416",
+    )
