@@ -66,6 +66,9 @@ TEXT_TOO_LONG = _kind(
 BODY_TOO_LARGE = _kind(
     "request_entity_too_large", 413, "The body is over `MOKSORI_MAX_CONTENT_LENGTH` bytes."
 )
+PRECONDITION_FAILED = _kind(
+    "precondition_failed", 412, "`If-Match` names no current version of the audio file."
+)
 UNSUPPORTED_MEDIA_TYPE = _kind(
     "unsupported_media_type", 415, "The body is not sent as `application/json`."
 )
@@ -173,6 +176,7 @@ def error_response(
 _HTTP_KINDS = {
     404: NOT_FOUND,
     405: METHOD_NOT_ALLOWED,
+    412: PRECONDITION_FAILED,
     413: BODY_TOO_LARGE,
     415: UNSUPPORTED_MEDIA_TYPE,
     416: RANGE_NOT_SATISFIABLE,

@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from werkzeug.http import parse_range_header
 
-from api.errors import NOT_FOUND, RANGE_NOT_SATISFIABLE
+from api.errors import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
 from api.openapi import URI_TOO_LONG, error
 from api.validation import MediaPath, RequestModel, no_default
 
@@ -31,6 +31,12 @@ class MediaHeaders(RequestModel):
         alias="Range",
         description="One byte range, to seek (`bytes=first-last`). A malformed range, several "
         "ranges or another unit is ignored: the whole file is served.",
+        json_schema_extra=no_default,
+    )
+    if_match: str | SkipJsonSchema[None] = Field(
+        default=None,
+        alias="If-Match",
+        description="Serve only if the file's ETag is one of these (or `*`); else 412.",
         json_schema_extra=no_default,
     )
 
@@ -56,6 +62,7 @@ class MediaHeaders(RequestModel):
             "content": _WAV,
         },
         304: {"description": "Not modified (`If-None-Match`)."},
+        412: error("`If-Match` names another version", PRECONDITION_FAILED),
         404: error("No such file", NOT_FOUND),
         414: URI_TOO_LONG,
         416: error("The range is outside the file", RANGE_NOT_SATISFIABLE),
@@ -74,7 +81,14 @@ def serve(path: MediaPath, header: MediaHeaders) -> Response:
     # conditional=False: the conditions are evaluated below, on the request minus a Range
     # that is ignored.
     response = send_file(file, mimetype="audio/wav", conditional=False, etag=True, max_age=ONE_YEAR)
+    etag, _weak = response.get_etag()
+    # If-Match is evaluated before Range (RFC 9110 section 13.2.2), and its 412 carries no
+    # audio (werkzeug would keep the file as the 412's body, and serve a Range regardless).
+    if request.if_match and not request.if_match.contains(etag or ""):
+        response.close()
+        raise PRECONDITION_FAILED("If-Match names no current version of this audio file.")
     environ = dict(request.environ)
+    environ.pop("HTTP_IF_MATCH", None)  # answered above (werkzeug reads `*` as a mismatch)
     if not _servable_range(environ.get("HTTP_RANGE")):
         environ.pop("HTTP_RANGE", None)
     try:

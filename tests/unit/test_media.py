@@ -246,3 +246,32 @@ def test_a_range_served_only_as_one_part_is_ignored(media_server: MediaServer) -
         "200 with the whole file (the Range ignored, as RFC 9110 allows); one byte range is "
         "206, one past the end 416",
     )
+
+
+def test_an_if_match_mismatch_is_a_412_without_the_audio(media_server: MediaServer) -> None:
+    """``If-Match`` naming another version is a 412 in the JSON error shape, with no audio in
+    it (it carried the whole WAV), and with a ``Range`` too (If-Match comes first, RFC 9110
+    section 13.2.2); the file's own ETag, or ``*``, serves it."""
+    target = f"/media/{media_server.wav_key}".encode()
+    etag = raw_get(media_server, target)[1]["etag"]
+    for extra in ({}, {"Range": "bytes=0-3"}):
+        status, headers, body = raw_get(
+            media_server, target, headers={"If-Match": '"old"', **extra}
+        )
+        assert status == 412, (extra, status, body[:200])
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body)["error"]["code"] == "precondition_failed"
+        assert b"RIFF" not in body
+    for match in (etag, "*", f'"old", {etag}'):
+        assert raw_get(media_server, target, headers={"If-Match": match})[::2] == (
+            200,
+            b"RIFF-real-audio",
+        )
+    assert raw_get(media_server, target, "bytes=0-3", headers={"If-Match": etag})[0] == 206
+    report.record(
+        "bad input",
+        "GET /media/<key> with an If-Match naming another version, with and without a Range "
+        "(real HTTP)",
+        "412 precondition_failed (JSON), no audio in the body; the file's own ETag or `*` "
+        "serves it",
+    )
