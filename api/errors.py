@@ -189,9 +189,12 @@ DISCARD_FACTOR = 16
 def _discard_body(limit: int | None) -> None:
     """Read and drop a refused body of up to 16x the limit, so the client's keep-alive
     connection stays usable for its next request (gunicorn itself drains only 64 KiB and then
-    drops the connection, which the client sees as a reset on its *next* request)."""
-    length = request.content_length or 0
-    if not limit or length > DISCARD_FACTOR * limit:
+    drops the connection, which the client sees as a reset on its *next* request). A body sent
+    without a length (chunked) is read until it ends or reaches that bound."""
+    length = request.content_length
+    if length is None and "wsgi.input_terminated" in request.environ:
+        length = DISCARD_FACTOR * (limit or 0)
+    if not limit or not length or length > DISCARD_FACTOR * limit:
         return
     stream = request.environ.get("wsgi.input")
     remaining = length
