@@ -101,6 +101,12 @@ SERVICE_UNAVAILABLE = _kind(
     "service_unavailable", 503, "The broker, the result backend or storage cannot be reached."
 )
 NOT_READY = _kind("not_ready", 503, "A readiness check failed (`/readyz`).")
+JOB_LOST = _kind(
+    "job_lost",
+    503,
+    "The job can no longer finish (its worker stopped reporting past the time limit, or its "
+    "message left the queue unrun); the same request again starts it afresh.",
+)
 # POST /v1/audio/speech, in OpenAI's terms (every invalid request is a 400 there).
 MISSING_PARAMETER = _kind(
     "missing_required_parameter", 400, "A required field of the body is missing."

@@ -250,10 +250,12 @@ def test_a_record_that_can_no_longer_advance_reads_failed(
         lost = view(records.running_old)
         assert lost["status"] == "failed", lost
         assert "worker" in lost["error"] and "time limit" in lost["error"], lost
+        assert lost["error_code"] == "job_lost", lost
         assert view(records.running_fresh)["status"] == "running"
         gone = view(records.queued_old_gone)
         assert gone["status"] == "failed", gone
         assert "queue" in gone["error"], gone
+        assert gone["error_code"] == "job_lost", gone
         assert view(records.queued_old_waiting)["status"] == "queued"
         assert view(records.queued_legacy)["status"] == "queued"
     finally:
@@ -267,6 +269,6 @@ def test_a_record_that_can_no_longer_advance_reads_failed(
         "result backend",
         "a job record left `running` past the hard time limit, or `queued` with its message "
         "gone from the queue",
-        "GET /api/jobs/<id> reads failed with a plain reason; fresh records and queued jobs "
-        "behind others are left as they are",
+        "GET /api/jobs/<id> reads failed with a plain reason and error_code job_lost; fresh "
+        "records and queued jobs behind others are left as they are",
     )
