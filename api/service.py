@@ -136,7 +136,7 @@ class JobService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
-        celery = make_celery(settings, main="moksori-api")
+        celery = make_celery(settings, main="moksori-api", fail_fast=True)
         return cls(
             settings=settings,
             celery=celery,
