@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -37,6 +37,8 @@ from common.storage import LocalStorage
 _LOGGER = logging.getLogger(__name__)
 
 MIN_KEY_LENGTH = 16
+CORS_PATHS = ("/api/", "/media/", "/v1/")
+"""The paths browsers may call from other origins (``MOKSORI_CORS_ORIGINS``)."""
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -75,10 +77,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     requestlog.init_app(app)  # first: its line and X-Request-ID cover early refusals too
 
+    # Registered before flask-cors, so it runs after it (after-request hooks run in reverse).
+    app.after_request(_vary_on_origin)
     CORS(
         app,
-        resources={r"/api/*": {}, r"/media/*": {}, r"/v1/*": {}},
+        resources={rf"{prefix}*": {} for prefix in CORS_PATHS},
         origins=list(settings.cors_origins),
+        always_send=False,  # no Access-Control-Allow-Origin for a request that sent no Origin
         expose_headers=["Location", "Content-Range", "Accept-Ranges", "ETag", requestlog.HEADER],
         max_age=600,
     )
@@ -106,6 +111,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings.max_queued_per_client or "unlimited",
     )
     return app
+
+
+def _vary_on_origin(response: Response) -> Response:
+    """Say ``Vary: Origin`` on every answer under :data:`CORS_PATHS`, whether or not this request
+    sent an Origin: the CORS headers depend on it, and ``/media`` answers are ``public,
+    immutable``, so a shared cache must never hand one origin's answer (or one made without
+    CORS headers) to another. flask-cors adds it only for some configurations; folding its
+    header into ``response.vary`` keeps a single ``Vary`` line."""
+    if request.path.startswith(CORS_PATHS):
+        response.vary.add("Origin")
+    return response
 
 
 def _redact(url: str) -> str:

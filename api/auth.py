@@ -86,6 +86,12 @@ def _presented_key_id() -> str | None:
     return g.moksori_key_id
 
 
+def has_valid_key() -> bool:
+    """Whether this request carries one of the server's API keys (never when none are set):
+    what an open route such as ``/readyz`` checks before showing internals."""
+    return _presented_key_id() is not None
+
+
 def client_id() -> str:
     """Who is asking, for rate limits and the queue cap: ``key:<id>`` for a request with a valid
     API key, else ``ip:<address>`` (the proxy's client address with ``MOKSORI_TRUSTED_PROXIES``)."""

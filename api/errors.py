@@ -72,6 +72,9 @@ TEXT_TOO_LONG = _kind(
 BODY_TOO_LARGE = _kind(
     "request_entity_too_large", 413, "The body is over `MOKSORI_MAX_CONTENT_LENGTH` bytes."
 )
+PRECONDITION_FAILED = _kind(
+    "precondition_failed", 412, "`If-Match` names no current version of the audio file."
+)
 UNSUPPORTED_MEDIA_TYPE = _kind(
     "unsupported_media_type", 415, "The body is not sent as `application/json`."
 )
@@ -104,6 +107,12 @@ SERVICE_UNAVAILABLE = _kind(
     "service_unavailable", 503, "The broker, the result backend or storage cannot be reached."
 )
 NOT_READY = _kind("not_ready", 503, "A readiness check failed (`/readyz`).")
+JOB_LOST = _kind(
+    "job_lost",
+    503,
+    "The job can no longer finish (its worker stopped reporting past the time limit, or its "
+    "message left the queue unrun); the same request again starts it afresh.",
+)
 # POST /v1/audio/speech, in OpenAI's terms (every invalid request is a 400 there).
 MISSING_PARAMETER = _kind(
     "missing_required_parameter", 400, "A required field of the body is missing."
@@ -179,6 +188,7 @@ def error_response(
 _HTTP_KINDS = {
     404: NOT_FOUND,
     405: METHOD_NOT_ALLOWED,
+    412: PRECONDITION_FAILED,
     413: BODY_TOO_LARGE,
     415: UNSUPPORTED_MEDIA_TYPE,
     416: RANGE_NOT_SATISFIABLE,
@@ -191,9 +201,12 @@ DISCARD_FACTOR = 16
 def _discard_body(limit: int | None) -> None:
     """Read and drop a refused body of up to 16x the limit, so the client's keep-alive
     connection stays usable for its next request (gunicorn itself drains only 64 KiB and then
-    drops the connection, which the client sees as a reset on its *next* request)."""
-    length = request.content_length or 0
-    if not limit or length > DISCARD_FACTOR * limit:
+    drops the connection, which the client sees as a reset on its *next* request). A body sent
+    without a length (chunked) is read until it ends or reaches that bound."""
+    length = request.content_length
+    if length is None and "wsgi.input_terminated" in request.environ:
+        length = DISCARD_FACTOR * (limit or 0)
+    if not limit or not length or length > DISCARD_FACTOR * limit:
         return
     stream = request.environ.get("wsgi.input")
     remaining = length

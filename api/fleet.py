@@ -62,15 +62,25 @@ class Fleet:
         return self._declare(queue)[1]
 
     def _declare(self, queue: str) -> tuple[int, int]:
-        """The queue's ready messages and consumers (0, 0 when it was never declared)."""
+        """The queue's ready messages and consumers (0, 0 when it was never declared).
+
+        A pooled connection can be dead without knowing it (the broker restarted while this
+        process was idle): kombu's ``ensure`` then reconnects once and declares again, as
+        Celery's publish does with its retry policy, so the first request after a broker
+        restart is answered rather than refused."""
         with self._celery.pool.acquire(block=True, timeout=self._timeout) as conn:
             conn.ensure_connection(max_retries=1, timeout=self._timeout)
-            channel = conn.channel()
-            try:
-                _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
-            except NotFound:
-                return 0, 0  # never declared: no worker has ever served this member
-            finally:
-                with contextlib.suppress(Exception):  # a channel the 404 closed is fine
-                    channel.close()
-            return int(messages), int(consumers)
+
+            def declare() -> tuple[int, int]:
+                channel = conn.channel()  # its own: a 404 closes the channel it happens on
+                try:
+                    _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
+                except NotFound:
+                    return 0, 0  # never declared: no worker has ever served this member
+                finally:
+                    with contextlib.suppress(Exception):  # a channel the 404 closed is fine
+                        channel.close()
+                return int(messages), int(consumers)
+
+            # The connection is the object revived: a reconnection leaves it nothing to rebuild.
+            return conn.ensure(conn, declare, max_retries=1, interval_start=0)()

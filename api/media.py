@@ -7,12 +7,13 @@ Only registered when ``MOKSORI_STORAGE_URL`` is a ``file://`` directory. Only se
 
 from __future__ import annotations
 
-from flask import Response, current_app, send_file
+from flask import Response, current_app, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
+from werkzeug.http import parse_range_header
 
-from api.errors import NOT_FOUND, RANGE_NOT_SATISFIABLE
+from api.errors import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
 from api.openapi import URI_TOO_LONG, error
 from api.validation import MediaPath, RequestModel, no_default
 
@@ -28,7 +29,14 @@ class MediaHeaders(RequestModel):
     range: str | SkipJsonSchema[None] = Field(
         default=None,
         alias="Range",
-        description="A byte range, to seek.",
+        description="One byte range, to seek (`bytes=first-last`). A malformed range, several "
+        "ranges or another unit is ignored: the whole file is served.",
+        json_schema_extra=no_default,
+    )
+    if_match: str | SkipJsonSchema[None] = Field(
+        default=None,
+        alias="If-Match",
+        description="Serve only if the file's ETag is one of these (or `*`); else 412.",
         json_schema_extra=no_default,
     )
 
@@ -54,6 +62,7 @@ class MediaHeaders(RequestModel):
             "content": _WAV,
         },
         304: {"description": "Not modified (`If-None-Match`)."},
+        412: error("`If-Match` names another version", PRECONDITION_FAILED),
         404: error("No such file", NOT_FOUND),
         414: URI_TOO_LONG,
         416: error("The range is outside the file", RANGE_NOT_SATISFIABLE),
@@ -62,13 +71,42 @@ class MediaHeaders(RequestModel):
 def serve(path: MediaPath, header: MediaHeaders) -> Response:
     """Serve one stored object; objects are content-addressed, so they are cacheable for good.
 
-    ``Range`` and ``If-None-Match`` are answered by ``send_file`` from the request itself."""
+    ``Range`` and ``If-None-Match`` are answered by werkzeug from the request, once a ``Range``
+    it cannot serve as one part is dropped (:func:`_servable_range`)."""
     # Only a key of the shape the server builds (MediaPath): nothing else in the root (an
     # upload's temporary file, say) and no client-made name ever reaches the file system.
     file = current_app.extensions["moksori"].storage.path_for(path.key)
     if file is None or not file.is_file():
         raise NOT_FOUND("There is no such audio file.")
-    response = send_file(file, mimetype="audio/wav", conditional=True, etag=True, max_age=ONE_YEAR)
+    # conditional=False: the conditions are evaluated below, on the request minus a Range
+    # that is ignored.
+    response = send_file(file, mimetype="audio/wav", conditional=False, etag=True, max_age=ONE_YEAR)
+    etag, _weak = response.get_etag()
+    # If-Match is evaluated before Range (RFC 9110 section 13.2.2), and its 412 carries no
+    # audio (werkzeug would keep the file as the 412's body, and serve a Range regardless).
+    if request.if_match and not request.if_match.contains(etag or ""):
+        response.close()
+        raise PRECONDITION_FAILED("If-Match names no current version of this audio file.")
+    environ = dict(request.environ)
+    environ.pop("HTTP_IF_MATCH", None)  # answered above (werkzeug reads `*` as a mismatch)
+    if not _servable_range(environ.get("HTTP_RANGE")):
+        environ.pop("HTTP_RANGE", None)
+    try:
+        response.make_conditional(
+            environ, accept_ranges=True, complete_length=response.content_length
+        )
+    except BaseException:
+        response.close()  # the 416: the open file is not answered
+        raise
     response.cache_control.public = True
     response.cache_control.immutable = True
     return response
+
+
+def _servable_range(value: str | None) -> bool:
+    """Whether ``Range`` is one byte range, the only kind served (as a 206, or a 416 when it
+    starts past the end). RFC 9110 section 14.2 lets a server ignore a ``Range`` and requires
+    it for an unknown unit; a malformed one or several ranges (which werkzeug answered 416) are
+    ignored too, so the client gets the whole file (200) rather than an error."""
+    parsed = parse_range_header(value)
+    return parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1

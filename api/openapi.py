@@ -183,6 +183,11 @@ _URL = Field(
 )
 _DURATION = Field(description="Length of the audio in seconds (null when storage cannot tell).")
 _WHY = Field(description="Why the job failed, in a sentence.")
+_WHY_CODE = Field(
+    description="The failure's stable code: `synthesis_failed`, `unspeakable_text` or "
+    "`job_lost` (the job can no longer finish; submit it again).",
+    examples=["synthesis_failed"],
+)
 
 
 WAIT_DECLINED = {
@@ -219,6 +224,7 @@ class TextFailed(_Job):
     status: Literal["failed"]
     cached: Literal[False]
     error: str = _WHY
+    error_code: str = _WHY_CODE
 
 
 class TextFinished(RootModel[Annotated[TextDone | TextFailed, Field(discriminator="status")]]):
@@ -249,6 +255,7 @@ class JobFailed(_Closed):
     job_id: UUID
     status: Literal["failed"]
     error: str = _WHY
+    error_code: str = _WHY_CODE
 
 
 class JobStatus(

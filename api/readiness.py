@@ -14,6 +14,10 @@ for it instead of starting another) and its result is kept for a few seconds (``
 scraper polling ``/readyz`` cannot turn it into a storm of broker connections or storage writes.
 A check that has not answered by the deadline counts as failed ("no answer within ..."), while it
 finishes in the background. Any error becomes a plain reason, never a 500.
+
+``/readyz`` is open (probes carry no key), so what it says to anyone is only which check
+failed, in fixed words; the reason with its internals (a folder, a bucket, the broker's error,
+the queue names) is shown only to a request with a valid API key, and logged.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from kombu import Connection
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import has_valid_key
 from api.errors import NOT_READY, error_response
 from api.openapi import RETRY_AFTER, MoksoriAPI, error
 from common.config import Settings
@@ -55,15 +60,21 @@ _EXTENSION = "moksori.readiness"
 
 @dataclass(frozen=True)
 class Check:
-    """One check's outcome: ``ok`` True, False (not ready) or None (cannot tell)."""
+    """One check's outcome: ``ok`` True, False (not ready) or None (cannot tell); ``detail``
+    in words anyone may read, ``internal`` the same with what only an operator should see
+    (paths, bucket, the broker's error), when there is more to say."""
 
     ok: bool | None
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
+    internal: str = ""
 
-    def public(self) -> dict[str, Any]:
+    def reason(self, full: bool) -> str:
+        return (self.internal or self.detail) if full else self.detail
+
+    def view(self, full: bool) -> dict[str, Any]:
         status = {True: "ok", False: "failed", None: "unknown"}[self.ok]
-        return {"status": status, "detail": self.detail, **self.data}
+        return {"status": status, "detail": self.reason(full), **self.data}
 
 
 @dataclass(frozen=True)
@@ -150,16 +161,18 @@ class Readiness:
                 "(use RabbitMQ to have this checked)",
             )
         if not self._members:
-            return Check(False, f"no voices in {self._settings.voice_dir}: nothing to serve")
+            voice_dir = self._settings.voice_dir
+            return Check(False, "no voices: nothing to serve", internal=f"no voices in {voice_dir}")
         served = {m: n for m, n in fleet.consumers.items() if n > 0}
         unserved = [m for m in self._members if m not in served]
         data = {"consumers": {str(m): fleet.consumers.get(m, 0) for m in self._members}}
         if not served:
             return Check(
                 False,
-                f"no worker consumes any member queue ({self._settings.queue}.<member>): "
-                "start a worker",
+                "no worker consumes any member queue: start a worker",
                 data,
+                internal=f"no worker consumes any member queue ({self._settings.queue}.<member>)"
+                ": start a worker",
             )
         detail = f"{len(served)} of {len(self._members)} members served"
         if unserved:
@@ -171,9 +184,16 @@ class Readiness:
         if url.startswith("filesystem"):
             folder = self._settings.broker_dir / "queue"
             if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
-                return Check(True, f"embedded filesystem broker in {folder}"), QueueCounts(None)
-            reason = f"the embedded broker's folder {folder} is not writable"
-            return Check(False, reason), QueueCounts(None)
+                found = Check(
+                    True, "embedded filesystem broker", internal=f"embedded broker in {folder}"
+                )
+                return found, QueueCounts(None)
+            lost = Check(
+                False,
+                "the embedded broker's folder is not writable",
+                internal=f"the embedded broker's folder {folder} is not writable",
+            )
+            return lost, QueueCounts(None)
         timeout = CHECK_TIMEOUT_S
         options = {"read_timeout": timeout, "write_timeout": timeout}
         amqp = url.startswith(("amqp", "pyamqp"))
@@ -194,7 +214,8 @@ class Readiness:
         else:
             self._storage.probe()
             where = str(self._storage.root)
-        return Check(True, f"a probe object was written to and removed from {where}"), None
+        done = "a probe object was written and removed"
+        return Check(True, done, internal=f"{done} ({where})"), None
 
 
 def _consumers(conn: Connection, queue: str) -> int:
@@ -218,14 +239,21 @@ def _outcome(future: Future[Any], what: str, budget_s: float) -> tuple[Check, An
         return Check(False, f"{what} did not answer within {budget_s:g} s"), None
     exc = future.exception()
     if exc is not None:
-        return Check(False, f"{what} is unreachable: {_plain(exc)}"), None
+        public = f"{what} is unreachable"
+        if _timed_out(exc):
+            public += f": no answer within {CHECK_TIMEOUT_S:g} s"
+        return Check(False, public, internal=f"{what} is unreachable: {_plain(exc)}"), None
     result: tuple[Check, Any] = future.result()
     return result
 
 
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or "timed out" in str(exc).lower()
+
+
 def _plain(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    if "timed out" in text.lower() or isinstance(exc, TimeoutError):
+    if _timed_out(exc):
         return f"no answer within {CHECK_TIMEOUT_S:g} s ({text})"
     return text
 
@@ -290,20 +318,28 @@ def init_app(
     responses={200: Ready, 503: NOT_READY_ERRORS},
 )
 def readyz() -> Response:
-    """200 with every check, or 503 (``Retry-After``) naming each failed check and why."""
+    """200 with every check, or 503 (``Retry-After``) naming each failed check and why (with
+    internals only for a request with a valid API key)."""
     readiness: Readiness = current_app.extensions[_EXTENSION]
     try:
         checks = readiness.checks()
     except Exception as exc:  # a readiness answer is never a 500
         _LOGGER.exception("readiness checks failed unexpectedly")
-        checks = {"readiness": Check(False, f"the checks themselves failed: {_plain(exc)}")}
+        checks = {
+            "readiness": Check(
+                False,
+                "the checks themselves failed",
+                internal=f"the checks themselves failed: {_plain(exc)}",
+            )
+        }
+    full = has_valid_key()
     failed = {name: check for name, check in checks.items() if check.ok is False}
     if not failed:
         readiness.report("")
-        checks_view = {name: check.public() for name, check in checks.items()}
+        checks_view = {name: check.view(full) for name, check in checks.items()}
         return jsonify({"status": "ready", "checks": checks_view})
-    problem = "; ".join(f"{name}: {check.detail}" for name, check in failed.items())
-    readiness.report(problem)
+    readiness.report("; ".join(f"{name}: {c.reason(True)}" for name, c in failed.items()))
+    problem = "; ".join(f"{name}: {check.reason(full)}" for name, check in failed.items())
     response = error_response(NOT_READY, f"Not ready: {problem}.")
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response

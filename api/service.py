@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from api import metrics
 from api.errors import (
+    JOB_LOST,
     MEMBER_UNAVAILABLE,
     SERVICE_UNAVAILABLE,
     TOO_MANY_QUEUED,
@@ -142,7 +143,7 @@ class JobService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
-        celery = make_celery(settings, main="moksori-api")
+        celery = make_celery(settings, main="moksori-api", fail_fast=True)
         return cls(
             settings=settings,
             celery=celery,
@@ -404,11 +405,15 @@ class JobService:
             view["url"] = self._url(key, base_url)
             view["duration_s"] = result.get("duration_s")
         elif status == "done":  # a result without a key was not written by our worker
-            view.update(status="failed", error="The job finished without an audio file.")
+            view.update(
+                status="failed",
+                error="The job finished without an audio file.",
+                error_code=SYNTHESIS_FAILED_CODE,
+            )
         elif status == "failed":
-            view["error"], _code = _failure(result)
+            view["error"], view["error_code"] = _failure(result)
         elif (lost := self._lost(meta)) is not None:
-            view.update(status="failed", error=lost)
+            view.update(status="failed", error=lost, error_code=JOB_LOST.code)
         return view
 
     def outcome(self, job_id: str) -> tuple[str | None, str | None, tuple[str, str] | None]:
@@ -424,7 +429,7 @@ class JobService:
         if status == "failed":
             return status, None, _failure(result)
         if (lost := self._lost(meta)) is not None:
-            return "failed", None, (lost, SYNTHESIS_FAILED_CODE)
+            return "failed", None, (lost, JOB_LOST.code)
         return status, None, None
 
     def _lost(self, meta: dict[str, Any]) -> str | None:

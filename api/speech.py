@@ -31,6 +31,7 @@ from api.errors import (
     INVALID_SPEED,
     INVALID_TEXT,
     INVALID_VALUE,
+    JOB_LOST,
     MEMBER_UNAVAILABLE,
     MISSING_PARAMETER,
     MISSING_TEXT,
@@ -165,9 +166,11 @@ def _json_object() -> None:
         ),
         500: openai_error("The synthesis failed", SYNTHESIS_FAILED),
         503: openai_error(
-            "No worker serves the member, or the queue or storage is unreachable",
+            "No worker serves the member, the queue or storage is unreachable, or the job was "
+            "lost (the same request again starts it afresh)",
             MEMBER_UNAVAILABLE,
             SERVICE_UNAVAILABLE,
+            JOB_LOST,
             headers=RETRY_AFTER,
         ),
         504: openai_error(
@@ -252,6 +255,8 @@ def _wait_for(service: JobService, job_id: str) -> str:
             "input", UNSPEAKABLE_TEXT, "input has nothing this voice can pronounce."
         )
     if status in {"failed", "done"}:
+        if code == JOB_LOST.code:
+            raise JOB_LOST(why, headers={"Retry-After": "1"})
         raise SYNTHESIS_FAILED(f"The synthesis failed: {why}")
     raise TIMEOUT(
         f"The audio was not ready within {timeout:g} s; the job goes on, and the same request "

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import (
     EMPTY_TEXT,
@@ -297,6 +298,7 @@ def json_body(req: Request) -> dict[str, Any]:
         raise UNSUPPORTED_MEDIA_TYPE(
             "Send the body as JSON with Content-Type: application/json.",
         )
+    _within_limit(req)
     try:
         payload = req.get_json(silent=True)
     except RecursionError:  # "[[[[...": silent=True only covers ValueError
@@ -306,6 +308,22 @@ def json_body(req: Request) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise INVALID_JSON("The request body must be a JSON object.")
     return payload
+
+
+def _within_limit(req: Request) -> None:
+    """Refuse (413) a body sent without ``Content-Length`` (``Transfer-Encoding: chunked``)
+    that is over ``MAX_CONTENT_LENGTH``. werkzeug checks the header when there is one; without
+    it, it stops reading at the limit and hands over the cut body, which then read as invalid
+    JSON (a 400). Reading one byte past the limit tells a body of exactly the limit from a
+    longer one; what was read stays cached for ``get_json``."""
+    limit = req.max_content_length
+    if limit is None or req.content_length is not None:
+        return
+    if "wsgi.input_terminated" not in req.environ:  # no body without a length (WSGI's rule)
+        return
+    req.get_data(cache=True)
+    if req.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 def validation_error(exc: ValidationError) -> NoReturn:

@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     result_expires: int = 86400
     """Seconds a job's status stays readable."""
     publish_timeout: float = 3.0
-    """Seconds the API tries to reach the broker before answering 503."""
+    """Seconds the API tries to reach the broker, or waits for one Redis call, before answering
+    503."""
     speech_timeout: float = 60.0
     """Seconds ``POST /v1/audio/speech`` waits for its job before answering 504 (the job goes on,
     and a retry of the same request joins it or finds its audio stored)."""

@@ -152,13 +152,20 @@ def job_status(state: str) -> str | None:
 
 
 def make_celery(
-    settings: Settings, main: str = "moksori", redis_backend: str | None = None
+    settings: Settings,
+    main: str = "moksori",
+    redis_backend: str | None = None,
+    fail_fast: bool = False,
 ) -> Celery:
     """A Celery app configured for long, GPU-bound synthesis jobs on a durable RabbitMQ queue.
 
     ``redis_backend`` names (``module:Class``) a subclass of Celery's Redis backend to use for a
     ``redis://`` result backend: the worker's, whose jobs wait out a Redis outage
-    (:mod:`worker.backend`); the API keeps Celery's, which fails at once (a 503)."""
+    (:mod:`worker.backend`). ``fail_fast`` is the API's: a request must answer (a 503) within
+    ``MOKSORI_PUBLISH_TIMEOUT`` when Redis does not, so each Redis call is tried once, bounded
+    by it. Celery's own policy retries a failed write (or its pub/sub reconnection, which every
+    published job goes through) 20 times a second apart, and redis-py a timed-out call once,
+    which held a request for 10-20 s while Redis stopped or stalled."""
     _prepare_backend(settings.result_backend)
     backend = settings.result_backend
     if redis_backend and backend.startswith(("redis://", "rediss://")):
@@ -206,6 +213,12 @@ def make_celery(
         worker_hijack_root_logger=False,
         broker_heartbeat=30,
     )
+    if fail_fast:
+        app.conf.update(
+            redis_socket_timeout=settings.publish_timeout,
+            redis_retry_on_timeout=False,
+            result_backend_transport_options={"retry_policy": {"max_retries": 0}},
+        )
     return app
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import celery.apps.worker
 from celery.signals import celeryd_after_setup, setup_logging, task_postrun, task_prerun
+from celery.utils.log import LoggingProxy, get_multiprocessing_logger
 
 from common import logs
 from common.config import process_settings
@@ -44,7 +45,19 @@ def configure_early() -> None:
 
 @setup_logging.connect
 def _configure(**_: Any) -> None:
-    logs.configure(process_settings(), "worker")
+    """The shared setup, plus what Celery does only when it configures logging itself: the
+    pool's own logger (billiard's ``multiprocessing``: "Process ... exited with ...") and
+    stray writes to stdout and stderr (tracebacks Python prints for a thread or a pool process
+    that raised, a library's print) go through the same handler, so in JSON every line parses.
+    The handler writes to the real stderr (``sys.__stderr__``), never to the redirection."""
+    settings = process_settings()
+    logs.configure(settings, "worker", stream=sys.__stderr__)
+    pool_logger = get_multiprocessing_logger()
+    pool_logger.propagate = True  # billiard sets False; with no handler it printed plain text
+    pool_logger.setLevel(logging.ERROR)  # its errors only, as Celery's own setup has it
+    if settings.log_format == "json":
+        proxy = LoggingProxy(logging.getLogger("celery.redirected"), logging.WARNING)
+        sys.stdout = sys.stderr = proxy  # type: ignore[assignment]
 
 
 def _json_say(msg: str, f: Any = sys.__stderr__) -> None:

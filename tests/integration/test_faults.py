@@ -662,6 +662,52 @@ def test_broker_restart_loses_no_accepted_job(
     )
 
 
+def consumers_on(broker_url: str, queue: str) -> int:
+    """The consumer count of ``queue`` on the broker, read on a connection of the test's own
+    (0 when the broker or the queue is not there)."""
+    try:
+        with Connection(broker_url, connect_timeout=2) as conn:
+            return int(conn.channel().queue_declare(queue=queue, passive=True)[2])
+    except (OSError, NotFound, ConnectionError):
+        return 0
+
+
+@pytest.mark.needs("rabbitmq-server")
+def test_first_posts_after_a_broker_restart_on_an_idle_api(
+    rabbit_node: RabbitNode, fault_voices: Path, tmp_path: Path
+) -> None:
+    """RabbitMQ restarted while the API sends nothing: the connections the API pooled are dead
+    without its knowing. Once the worker consumes again, the very first POSTs are accepted
+    (each API process reconnects once on finding its connection dead) instead of a 503."""
+    stack = launch(tmp_path, fault_voices, broker_url=rabbit_node.url, publish_timeout="2")
+    queue = member_queue(stack.env["MOKSORI_QUEUE"], FAST)
+    try:
+        warm = stack.post({"member_id": FAST, "text": "시작합니다."}, wait=60, timeout=70)
+        assert warm.json()["status"] == "done", warm.text
+        # Enough new connections that both gunicorn processes pool broker connections.
+        accept_jobs(stack, "idle-warm", count=6)
+        rabbit_node.stop()
+        rabbit_node.start()
+        started = time.monotonic()
+        # The worker's own reconnection, observed without asking the API anything.
+        while consumers_on(rabbit_node.url, queue) == 0:
+            assert time.monotonic() - started < 120, stack.logs_tail()
+            time.sleep(0.5)
+        answers = []
+        for n in range(6):
+            response = stack.post({"member_id": FAST, "text": f"다시 {n}번째 문장입니다."})
+            answers.append((response.status_code, response.json().get("error")))
+        assert [status for status, _ in answers] == [202] * 6, (answers, stack.logs_tail())
+    finally:
+        stack.stop()
+    report.record(
+        "broker",
+        "RabbitMQ stopped and started while the API was idle (its pooled connections dead)",
+        "the first 6 POSTs once a worker consumed again: all 202 (each API process reconnected "
+        "once), none 503",
+    )
+
+
 @pytest.mark.needs("rabbitmq-server")
 def test_broker_connection_cut_loses_no_accepted_job(fault_voices: Path, tmp_path: Path) -> None:
     """Every connection to the broker dropped and new ones refused (a partition), then

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -285,4 +287,58 @@ def test_rate_limit_holds_across_gunicorn_processes(
         "6 answered, then 429 rate_limited with Retry-After from both processes",
         0,
         0,
+    )
+
+
+def post_chunked(port: int, body: bytes, chunk: int = 65536) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to /api/texts with ``Transfer-Encoding: chunked`` (no Content-Length) on a
+    raw socket, sending from a thread of its own (the server may answer, and stop reading,
+    before it is all sent); the answer's status and JSON body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def send() -> None:
+        head = (
+            b"POST /api/texts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):  # the server closed its side: it has answered
+            sock.sendall(head)
+            for start in range(0, len(body), chunk):
+                part = body[start : start + chunk]
+                sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+            sock.sendall(b"0\r\n\r\n")
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk_in := sock.recv(65536):
+            data += chunk_in
+    sender.join(timeout=30)
+    sock.close()
+    head, _, payload = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload)
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(voice_dir: Path, tmp_path: Path) -> None:
+    """A 10 MB JSON body sent chunked (no Content-Length, so no header to check) is refused as
+    too large (413 request_entity_too_large) under gunicorn, where werkzeug cut it at the limit
+    and it read as invalid JSON (400); a chunked body within the limit is read whole."""
+    env = base_env(voice_dir=str(voice_dir), storage_url=f"file://{tmp_path / 'media'}")
+    api, base = start_api(env, tmp_path)
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        big = json.dumps({"member_id": 1, "text": "가" * (10 * 1024 * 1024 // 3)}).encode()
+        status, answer = post_chunked(port, big)
+        assert (status, answer["error"]["code"]) == (413, "request_entity_too_large"), answer
+        small = json.dumps({"member_id": 1, "pad": "x" * 60_000}).encode()  # under 64 KiB
+        status, answer = post_chunked(port, small, chunk=1000)
+        assert (status, answer["error"]["code"]) == (422, "missing_text"), answer
+    finally:
+        api.stop()
+    report.record(
+        "limits",
+        f"POST /api/texts with a {len(big) // 2**20} MB JSON body sent chunked (no "
+        "Content-Length), gunicorn",
+        "413 request_entity_too_large; a chunked body under the limit is read whole",
     )

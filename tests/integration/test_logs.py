@@ -6,11 +6,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
@@ -19,8 +24,10 @@ from common import logs
 from common.config import Settings
 from common.normalize import Normalizer, canonical
 from common.repository import scan
+from harness.processes import REPO, start_worker
 from launcher.__main__ import _pump
-from tests.support import base_env, running_stack
+from tests import report
+from tests.support import base_env, eventually, running_stack
 from worker.joblog import job_fields, job_outcome
 
 # A sentence no log line has any business containing, with a number the normalizer spells out.
@@ -54,6 +61,18 @@ def private_fragments(voice_dir: Path) -> list[str]:
     return [*whole, *sorted(words)]
 
 
+def json_env(voice_dir: Path, tmp_path: Path, **settings: str) -> dict[str, str]:
+    """A child's environment logging JSON at INFO, on a queue and a media root of its own."""
+    return base_env(
+        voice_dir=str(voice_dir),
+        queue=f"moksori-logs-{uuid.uuid4().hex[:8]}",
+        storage_url=f"file://{tmp_path / 'media'}",
+        log_format="json",
+        log_level="INFO",
+        **settings,
+    )
+
+
 def test_json_logs_tie_request_and_job_and_keep_the_text_out(
     voice_dir: Path, tmp_path: Path
 ) -> None:
@@ -61,15 +80,7 @@ def test_json_logs_tie_request_and_job_and_keep_the_text_out(
     carry the same job_id and request_id, every line of both processes is JSON, and neither
     the sentence (raw or normalized), the API key nor the query string is in any line at INFO
     or above."""
-    env = base_env(
-        voice_dir=str(voice_dir),
-        queue=f"moksori-logs-{uuid.uuid4().hex[:8]}",
-        storage_url=f"file://{tmp_path / 'media'}",
-        torch_threads="1",
-        log_format="json",
-        log_level="INFO",
-        api_keys=API_KEY,
-    )
+    env = json_env(voice_dir, tmp_path, torch_threads="1", api_keys=API_KEY)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     rid = f"logs-{uuid.uuid4().hex}"
     with running_stack(env, tmp_path) as stack:
@@ -228,3 +239,69 @@ def test_launcher_keeps_json_lines_and_wraps_stray_output(
     stray = json.loads(stream.getvalue())
     assert stray["logger"] == "launcher.api"
     assert stray["message"] == "Traceback (most recent call last):"
+
+
+def test_every_worker_line_is_json_when_its_pool_process_dies(
+    voice_dir: Path, tmp_path: Path
+) -> None:
+    """A real worker whose pool process is killed (billiard's "Process ... exited with ..."
+    was a plain-text line), then asked for its threads' stacks (SIGUSR1, Celery's "cry") and
+    stopped: every line it wrote is a JSON object."""
+    env = json_env(voice_dir, tmp_path)
+    worker = start_worker(env, tmp_path)
+    try:
+        parent = psutil.Process(worker.proc.pid)
+        first = parent.children()[0]
+        first.kill()
+        worker.wait_for("exited with", timeout=30)
+        eventually(
+            lambda: [c for c in parent.children() if c.pid != first.pid],
+            "a new pool process",
+            timeout=120,
+        )
+        os.kill(worker.proc.pid, signal.SIGUSR1)
+        worker.wait_for("MainThread", timeout=30)
+    finally:
+        worker.stop()
+    records = parse_lines(worker.output(), "worker")
+    exits = [r for r in records if "exited with" in r["message"]]
+    assert exits and exits[0]["level"] == "ERROR", exits
+    report.record(
+        "logs",
+        "the worker's pool process killed (SIGKILL), then SIGUSR1 (stack dump) and a stop",
+        f"all {len(records)} lines the worker wrote are JSON, the pool exit an ERROR line",
+    )
+
+
+STRAY = """
+import sys, threading, traceback
+from worker import joblog
+joblog._configure()
+print("printed to stdout")
+threading.Thread(target=lambda: 1 / 0, name="callback").start()
+try:
+    raise RuntimeError("printed traceback")
+except RuntimeError:
+    traceback.print_exc()
+"""
+
+
+def test_stray_worker_output_becomes_json_lines(tmp_path: Path) -> None:
+    """What a worker process prints outside logging once its logging is set up (a thread's
+    uncaught exception, which Python prints as a traceback; ``traceback.print_exc()``; a
+    ``print``) comes out as JSON lines: Celery redirects stdout and stderr into logging only
+    when it configures logging itself, which the worker's own setup replaces."""
+    env = base_env(log_format="json", log_level="INFO")
+    done = subprocess.run(
+        [sys.executable, "-c", STRAY],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    records = parse_lines(done.stdout + done.stderr, "worker")
+    messages = "\n".join(r["message"] for r in records)
+    for wanted in ("printed to stdout", "ZeroDivisionError", "RuntimeError: printed traceback"):
+        assert wanted in messages, (wanted, messages)

@@ -23,13 +23,15 @@ from tests import report
 from tests.support import BACKEND_URL, BROKER_URL, Stack, stack_on
 
 ANSWER_LIMIT_S = 1.0
+KEY = "readiness-key-0123456789"
+"""The stack's API key: a request with it is shown each check's internals."""
 
 
 @pytest.fixture(scope="module")
 def stack(voice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker (the tiny voices) and the API on a queue prefix of their own."""
     logs = tmp_path_factory.mktemp("readiness")
-    with stack_on(voice_dir, logs, "ready", torch_threads="1") as stack:
+    with stack_on(voice_dir, logs, "ready", torch_threads="1", api_keys=KEY) as stack:
         # The worker gives up member 4's queue (a broken voice) just after it starts consuming.
         stack.worker.wait_for("stopped consuming", timeout=60)
         booted(stack.api)
@@ -45,11 +47,13 @@ def booted(api: Process, processes: int = 2, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def readyz(base: str) -> tuple[requests.Response, float]:
-    """The answer to ``GET /readyz`` and how long it took, in seconds; the answer is checked
-    against the API's own OpenAPI document (status, headers and body schema)."""
+def readyz(base: str, key: str | None = KEY) -> tuple[requests.Response, float]:
+    """The answer to ``GET /readyz`` (sent with ``key``, if any) and how long it took, in
+    seconds; the answer is checked against the API's own OpenAPI document (status, headers and
+    body schema)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     started = time.perf_counter()
-    response = requests.get(f"{base}/readyz", timeout=10)
+    response = requests.get(f"{base}/readyz", headers=headers, timeout=10)
     elapsed = time.perf_counter() - started
     spec = requests.get(f"{base}/openapi.json", timeout=10).json()
     schemathesis.openapi.from_dict(spec)["/readyz"]["GET"].validate_response(response)
@@ -99,6 +103,10 @@ def test_ready_when_a_worker_serves(stack: Stack) -> None:
     assert body["checks"]["workers"]["consumers"] == {"1": 1, "2": 1, "3": 1, "4": 0}
     assert body["checks"]["workers"]["detail"].endswith("no worker for member(s) 4")
     assert "Retry-After" not in response.headers
+    media = stack.env["MOKSORI_STORAGE_URL"].removeprefix("file://")
+    assert media in body["checks"]["storage"]["detail"]  # shown with the key
+    public = readyz(stack.base, key=None)[0]
+    assert public.json()["status"] == "ready" and media not in public.text, public.text
 
 
 def test_storage_probe_is_cached(stack: Stack, tmp_path: Path) -> None:
@@ -229,3 +237,35 @@ def test_embedded_broker_is_ready_with_workers_unknown(tmp_path: Path, voice_dir
     assert response.status_code == 503
     message = response.get_json()["error"]["message"]
     assert message.startswith("Not ready: broker: ") and "not writable" in message, message
+
+
+def test_readyz_shows_internals_only_with_a_key(stack: Stack, tmp_path: Path) -> None:
+    """/readyz is open, so without a key (or with a wrong one) a failing answer names the
+    failed checks in fixed words: no storage path, no broker URL, password or port, no error
+    text; the same answer with a valid key says why, with those internals."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    port = free_port()
+    password = "broker-secret-9d1c"
+    env = {
+        "MOKSORI_BROKER_URL": f"amqp://guest:{password}@127.0.0.1:{port}//",
+        "MOKSORI_STORAGE_URL": f"file://{blocker / 'media'}",
+    }
+    with other_api(stack, tmp_path, **env) as base:
+        for key in (None, "not-the-key-0123456789"):
+            response, _ = readyz(base, key=key)
+            message = response.json()["error"]["message"]
+            assert response.status_code == 503
+            assert message == (
+                "Not ready: broker: the broker is unreachable; storage: storage is unreachable."
+            ), message
+            for secret in (str(blocker), password, str(port), "refused", "127.0.0.1"):
+                assert secret not in response.text, (secret, response.text)
+        full = readyz(base)[0].json()["error"]["message"]
+        assert "refused" in full.lower() and f"{blocker}/media" in full, full
+    report.record(
+        "readiness",
+        "GET /readyz without a key, and with a wrong one, while broker and storage fail",
+        "503 naming the failed checks in fixed words (no path, broker URL or error text); "
+        "the reasons only with a valid key",
+    )

@@ -18,6 +18,8 @@ from harness.processes import start_api
 from tests import report
 from tests.support import base_env
 
+ORIGIN = "https://moksori.example"
+
 
 @dataclass
 class MediaServer:
@@ -59,17 +61,24 @@ def media_server(
         dir_link: "a folder symlink to a folder outside",
         inside_link: "a symlink to a file inside (not followed either)",
     }
-    env = base_env(storage_url=f"file://{root}", voice_dir=str(voice_dir), queue="moksori-media")
+    env = base_env(
+        storage_url=f"file://{root}",
+        voice_dir=str(voice_dir),
+        queue="moksori-media",
+        cors_origins=ORIGIN,  # one exact origin: the configuration flask-cors sends no Vary for
+    )
     api, url = start_api(env, base)
     yield MediaServer(int(url.rsplit(":", 1)[1]), root, secret, wav_key, links)
     api.stop()
 
 
 def raw_get(
-    server: MediaServer, target: bytes, byte_range: str = ""
+    server: MediaServer, target: bytes, byte_range: str = "", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    """Send ``GET <target>`` byte for byte (no client normalizes or re-encodes it)."""
-    extra = f"Range: {byte_range}\r\n".encode() if byte_range else b""
+    """Send ``GET <target>`` byte for byte (no client normalizes or re-encodes it), with
+    ``headers`` (and ``Range: byte_range``) as given."""
+    sent = {**(headers or {}), **({"Range": byte_range} if byte_range else {})}
+    extra = "".join(f"{name}: {value}\r\n" for name, value in sent.items()).encode("latin-1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n" + extra + b"Connection: close\r\n\r\n"
@@ -183,3 +192,86 @@ def test_media_answers_match_the_spec(media_server: MediaServer) -> None:
     documented = spec["416"]["content"]["application/json"]["schema"]["allOf"][1]
     codes = documented["properties"]["error"]["properties"]["code"]["enum"]
     assert json.loads(past[2])["error"]["code"] in codes
+
+
+def test_media_answers_vary_on_origin(media_server: MediaServer) -> None:
+    """A /media answer is ``public, immutable`` and its CORS headers depend on the request's
+    Origin, so every one says ``Vary: Origin`` (once), whether the request came from the listed
+    origin, another one or none: a shared cache never hands one origin's answer to another.
+    Only the listed origin gets ``Access-Control-Allow-Origin``."""
+    target = f"/media/{media_server.wav_key}".encode()
+    seen = {}
+    for origin in (ORIGIN, "https://elsewhere.example", None):
+        status, headers, body = raw_get(
+            media_server, target, headers={"Origin": origin} if origin else None
+        )
+        assert status == 200 and body == b"RIFF-real-audio"
+        assert "immutable" in headers["cache-control"]
+        assert headers.get("vary") == "Origin", (origin, headers)
+        seen[origin] = headers.get("access-control-allow-origin")
+    assert seen == {ORIGIN: ORIGIN, "https://elsewhere.example": None, None: None}, seen
+    report.record(
+        "bad input",
+        "GET /media/<key> from the listed origin, another origin and no origin (real HTTP)",
+        "`Vary: Origin` on each (the answers are public and immutable); "
+        "Access-Control-Allow-Origin only for the listed origin",
+    )
+
+
+IGNORED_RANGES = {
+    "bytes=0-1,4-7": "two ranges",
+    "bytes=0-3, 8-": "a range and an open-ended one",
+    "bytes=abc-def": "not numbers",
+    "bytes=7-2": "last before first",
+    "bytes 0-3": "no `=`",
+    "items=0-3": "another unit",
+}
+
+
+def test_a_range_served_only_as_one_part_is_ignored(media_server: MediaServer) -> None:
+    """RFC 9110 (section 14.2) lets a server ignore ``Range`` and requires it for an unknown
+    unit: several ranges, a malformed range or another unit gets the whole file (200) with
+    ``Accept-Ranges: bytes``, where each was a 416. One byte range is still a 206, and one
+    that starts past the end still a 416."""
+    target = f"/media/{media_server.wav_key}".encode()
+    for value, what in IGNORED_RANGES.items():
+        status, headers, body = raw_get(media_server, target, value)
+        assert (status, body) == (200, b"RIFF-real-audio"), (what, value, status, body[:200])
+        assert headers["accept-ranges"] == "bytes" and "content-range" not in headers
+    assert raw_get(media_server, target, "bytes=4-7")[::2] == (206, b"-rea")
+    assert raw_get(media_server, target, "bytes=500-")[0] == 416
+    report.record(
+        "bad input",
+        f"GET /media/<key> with a Range of {', '.join(IGNORED_RANGES.values())} (real HTTP)",
+        "200 with the whole file (the Range ignored, as RFC 9110 allows); one byte range is "
+        "206, one past the end 416",
+    )
+
+
+def test_an_if_match_mismatch_is_a_412_without_the_audio(media_server: MediaServer) -> None:
+    """``If-Match`` naming another version is a 412 in the JSON error shape, with no audio in
+    it (it carried the whole WAV), and with a ``Range`` too (If-Match comes first, RFC 9110
+    section 13.2.2); the file's own ETag, or ``*``, serves it."""
+    target = f"/media/{media_server.wav_key}".encode()
+    etag = raw_get(media_server, target)[1]["etag"]
+    for extra in ({}, {"Range": "bytes=0-3"}):
+        status, headers, body = raw_get(
+            media_server, target, headers={"If-Match": '"old"', **extra}
+        )
+        assert status == 412, (extra, status, body[:200])
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body)["error"]["code"] == "precondition_failed"
+        assert b"RIFF" not in body
+    for match in (etag, "*", f'"old", {etag}'):
+        assert raw_get(media_server, target, headers={"If-Match": match})[::2] == (
+            200,
+            b"RIFF-real-audio",
+        )
+    assert raw_get(media_server, target, "bytes=0-3", headers={"If-Match": etag})[0] == 206
+    report.record(
+        "bad input",
+        "GET /media/<key> with an If-Match naming another version, with and without a Range "
+        "(real HTTP)",
+        "412 precondition_failed (JSON), no audio in the body; the file's own ETag or `*` "
+        "serves it",
+    )
