@@ -56,6 +56,12 @@ INVALID_JSON = _kind("invalid_json", 400, "The body is not JSON, or not a JSON o
 INVALID_WAIT = _kind("invalid_wait", 400, "`wait` is not a whole number of seconds from 1 to 60.")
 UNAUTHORIZED = _kind("unauthorized", 401, "The server has API keys and the request sent none.")
 INVALID_API_KEY = _kind("invalid_api_key", 401, "The API key sent is not one of the server's.")
+INVALID_SIGNATURE = _kind(
+    "invalid_signature",
+    403,
+    "`/media` with `MOKSORI_MEDIA_ACCESS=signed`: the URL's signature is missing, wrong or "
+    "expired, and no valid API key was sent.",
+)
 UNKNOWN_MEMBER = _kind("unknown_member", 404, "No voice has this member id.")
 UNKNOWN_JOB = _kind("unknown_job", 404, "No job has this id, or its status has expired.")
 NOT_FOUND = _kind("not_found", 404, "No route or audio file has this path.")

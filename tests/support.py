@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from kombu import Connection
 
 from common.jobs import member_queue
+from common.media_secret import MediaSecret
 from harness.processes import REPO, Process, reachable, start_api, start_worker
 
 T = TypeVar("T")
@@ -55,6 +56,9 @@ def missing_services(names: tuple[str, ...]) -> list[str]:
     """Which of ``names`` (keys of :data:`SERVICES`) this machine does not have."""
     return [name for name in names if not SERVICES[name]()]
 
+
+TEST_SECRET = MediaSecret(b"moksori-tests-media-secret")
+"""A media secret for tests that compute object names themselves."""
 
 SERVICE_ACCOUNT = "moksori-test@moksori-local.iam.gserviceaccount.com"
 """The account a test service-account key names (tests/conftest.py makes the key)."""

@@ -47,9 +47,9 @@ from common.storage import (
 )
 from harness.processes import Process, free_port
 from tests import report
-from tests.support import SERVICE_ACCOUNT
+from tests.support import SERVICE_ACCOUNT, TEST_SECRET
 
-KEY = audio_key(1, "g2500-h300", "안녕하세요")
+KEY = audio_key(1, "g2500-h300", "안녕하세요", secret=TEST_SECRET)
 
 
 @pytest.fixture
@@ -65,9 +65,9 @@ def signing_key(
 def test_keys_are_server_built() -> None:
     """Keys come from the member id, a sanitised version and a hash: nothing else."""
     assert KEY.startswith("wav/1/g2500-h300/") and KEY.endswith(".wav")
-    assert audio_key(1, "../../etc", "x").startswith("wav/1/etc/")
-    assert audio_key(1, "/abs/path", "x").startswith("wav/1/abs-path/")
-    assert audio_key(1, "v", "a") != audio_key(1, "v", "b")
+    assert audio_key(1, "../../etc", "x", secret=TEST_SECRET).startswith("wav/1/etc/")
+    assert audio_key(1, "/abs/path", "x", secret=TEST_SECRET).startswith("wav/1/abs-path/")
+    assert audio_key(1, "v", "a", secret=TEST_SECRET) != audio_key(1, "v", "b", secret=TEST_SECRET)
 
 
 def test_open_storage_by_url(tmp_path: Path) -> None:
@@ -231,7 +231,7 @@ def test_gcs_uploads_never_make_objects_public(
     """Uploads set no ACL: no predefinedAcl on the upload request, no public entry on the object."""
     storage = open_storage("gs://moksori-test/private")
     assert isinstance(storage, GCSStorage)
-    key = audio_key(2, "v", "private")
+    key = audio_key(2, "v", "private", secret=TEST_SECRET)
     seen = len(gcs_emulator_process.output())
     storage.put(key, b"RIFF-private", "audio/wav", 0.5)
     requests = gcs_emulator_process.output()[seen:].splitlines()
@@ -348,7 +348,7 @@ def test_metadata_server_refusing_is_a_storage_error(monkeypatch: pytest.MonkeyP
         thread.join()
 
 
-MP3_KEY = audio_key(1, "g2500-h300", "안녕하세요", "mp3")
+MP3_KEY = audio_key(1, "g2500-h300", "안녕하세요", "mp3", secret=TEST_SECRET)
 
 
 def test_other_formats_have_keys_of_their_own(tmp_path: Path) -> None:
