@@ -183,6 +183,10 @@ _URL = Field(
 )
 _DURATION = Field(description="Length of the audio in seconds (null when storage cannot tell).")
 _WHY = Field(description="Why the job failed, in a sentence.")
+_CODE = Field(
+    description="A stable code for why: `synthesis_failed`, `unspeakable_text`, "
+    "`storage_full` or `storage_unavailable` (see the error codes)."
+)
 
 
 class TextQueued(_Job):
@@ -209,6 +213,7 @@ class TextFailed(_Job):
     status: Literal["failed"]
     cached: Literal[False]
     error: str = _WHY
+    code: str = _CODE
 
 
 class TextFinished(RootModel[Annotated[TextDone | TextFailed, Field(discriminator="status")]]):
@@ -239,6 +244,7 @@ class JobFailed(_Closed):
     job_id: UUID
     status: Literal["failed"]
     error: str = _WHY
+    code: str = _CODE
 
 
 class JobStatus(

@@ -393,11 +393,15 @@ class JobService:
             view["url"] = self._url(key, base_url)
             view["duration_s"] = result.get("duration_s")
         elif status == "done":  # a result without a key was not written by our worker
-            view.update(status="failed", error="The job finished without an audio file.")
+            view.update(
+                status="failed",
+                error="The job finished without an audio file.",
+                code=SYNTHESIS_FAILED_CODE,
+            )
         elif status == "failed":
-            view["error"], _code = _failure(result)
+            view["error"], view["code"] = _failure(result)
         elif (lost := self._lost(meta)) is not None:
-            view.update(status="failed", error=lost)
+            view.update(status="failed", error=lost, code=SYNTHESIS_FAILED_CODE)
         return view
 
     def outcome(self, job_id: str) -> tuple[str | None, str | None, tuple[str, str] | None]:

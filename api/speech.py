@@ -37,6 +37,8 @@ from api.errors import (
     MODEL_NOT_FOUND,
     RATE_LIMITED,
     SERVICE_UNAVAILABLE,
+    STORAGE_FULL,
+    STORAGE_UNAVAILABLE,
     SYNTHESIS_FAILED,
     TEXT_TOO_LONG,
     TIMEOUT,
@@ -165,9 +167,12 @@ def _json_object() -> None:
         ),
         500: openai_error("The synthesis failed", SYNTHESIS_FAILED),
         503: openai_error(
-            "No worker serves the member, or the queue or storage is unreachable",
+            "No worker serves the member, or the queue or storage is unreachable, or the "
+            "audio could not be stored",
             MEMBER_UNAVAILABLE,
             SERVICE_UNAVAILABLE,
+            STORAGE_FULL,
+            STORAGE_UNAVAILABLE,
             headers=RETRY_AFTER,
         ),
         504: openai_error(
@@ -251,6 +256,9 @@ def _wait_for(service: JobService, job_id: str) -> str:
         raise openai_invalid(
             "input", UNSPEAKABLE_TEXT, "input has nothing this voice can pronounce."
         )
+    if code in {STORAGE_FULL.code, STORAGE_UNAVAILABLE.code}:
+        kind = STORAGE_FULL if code == STORAGE_FULL.code else STORAGE_UNAVAILABLE
+        raise kind(f"The audio could not be stored: {why}", headers={"Retry-After": "30"})
     if status in {"failed", "done"}:
         raise SYNTHESIS_FAILED(f"The synthesis failed: {why}")
     raise TIMEOUT(

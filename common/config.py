@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     """Seconds one storage call keeps retrying transient errors (GCS 503s, dropped connections)
     before the job's own retry with backoff takes over; the API uses at most
     ``MOKSORI_PUBLISH_TIMEOUT`` for its cache lookups."""
+    storage_min_free_mb: int = 64
+    """``/readyz`` reports local storage with less free space than this (MB) as not ready: a
+    typical object might not fit (a minute of 22 kHz WAV is about 2.6 MB); 0: not checked."""
     result_expires: int = 86400
     """Seconds a job's status stays readable."""
     publish_timeout: float = 3.0

@@ -85,9 +85,24 @@ def load(configured: str, folder: Path) -> MediaSecret:
         return MediaSecret(configured.encode("utf-8"))
     path = folder / SECRET_FILE
     try:
-        return MediaSecret(_read(path))
-    except FileNotFoundError:
-        pass
+        try:
+            return MediaSecret(_read(path))
+        except FileNotFoundError:
+            return MediaSecret(_generate(folder, path))
+    except OSError as exc:
+        # Storage that cannot be written to fails every job anyway (and /readyz says so); the
+        # process still starts, to report it, with a secret of its own meanwhile.
+        _LOGGER.error(
+            "cannot keep a media secret in %s (%s): this process uses one of its own, so its "
+            "object names match no other process's; set MOKSORI_MEDIA_SECRET",
+            folder,
+            exc.strerror or exc,
+        )
+        return MediaSecret(secrets.token_urlsafe(32).encode("ascii"))
+
+
+def _generate(folder: Path, path: Path) -> bytes:
+    """A new secret linked to ``path``, or the one another process linked there first."""
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".media-secret-")
     try:
@@ -102,7 +117,7 @@ def load(configured: str, folder: Path) -> MediaSecret:
             pass  # another process made it first: use theirs
     finally:
         os.unlink(tmp)
-    return MediaSecret(_read(path))
+    return _read(path)
 
 
 def _read(path: Path) -> bytes:

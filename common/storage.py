@@ -13,9 +13,12 @@ results keep an object's :meth:`~LocalStorage.location`, never a URL that could 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -46,8 +49,49 @@ PROBE_PREFIX = ".readyz-"
 _NAME_MAX, _PATH_MAX = 255, 4096  # bytes, as Linux and macOS file systems count them
 
 
+STORAGE_FULL = "storage_full"
+STORAGE_UNAVAILABLE = "storage_unavailable"
+"""The codes of a job that failed to store its audio after its retries
+(:attr:`StorageError.code`)."""
+
+
 class StorageError(RuntimeError):
-    """Storage could not be reached or refused the operation."""
+    """Storage could not be reached or refused the operation; its message is a plain reason
+    (no errno, no traceback text) that a failed job shows its client."""
+
+    code = STORAGE_UNAVAILABLE
+
+
+class StorageFullError(StorageError):
+    """No room left for the object: a full volume or an exhausted quota."""
+
+    code = STORAGE_FULL
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _local_error(key: str, exc: OSError) -> StorageError:
+    """A failed local write as a :class:`StorageError` saying why in plain words."""
+    if exc.errno in _FULL:
+        return StorageFullError(f"no space left on the storage volume for {key}")
+    return StorageError(f"cannot write {key}: {exc.strerror or type(exc).__name__}")
+
+
+def _gcs_error(doing: str, exc: BaseException) -> StorageError:
+    """A failed GCS call as a :class:`StorageError` naming its HTTP status when it has one
+    (a :class:`~google.api_core.exceptions.RetryError` names its last cause's)."""
+    cause = getattr(exc, "cause", None) or exc
+    status = getattr(cause, "code", None)
+    if isinstance(status, int):
+        why = f"GCS answered HTTP {status}"
+    elif isinstance(cause, OSError):
+        why = "GCS could not be reached"
+    else:
+        why = f"{type(cause).__name__}: {cause}"
+    if cause is not exc:
+        why += ", until the retry deadline"
+    return StorageError(f"{doing}: {why}")
 
 
 def audio_key(
@@ -133,11 +177,17 @@ class LocalStorage:
         content_type: str = "audio/wav",
         duration_s: float | None = None,
     ) -> None:
+        """Write ``data`` to a temporary file beside the object, then link it to its name:
+        nothing half-written ever has the name, and a failed write leaves no temporary file.
+        A full volume is :class:`StorageFullError`; any other refusal a :class:`StorageError`."""
         path = self.path_for(key)
         if path is None:
             raise StorageError(f"invalid key {key!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        except OSError as exc:
+            raise _local_error(key, exc) from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -148,8 +198,15 @@ class LocalStorage:
                 os.link(tmp, path)  # atomic and create-only: readers never see half a file
             except FileExistsError:
                 _LOGGER.debug("object %s already stored", key)
+        except OSError as exc:
+            raise _local_error(key, exc) from exc
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def free_bytes(self) -> int:
+        """Bytes free for this process on the root's volume (what a write can still use)."""
+        return shutil.disk_usage(self.root).free
 
     def lookup(self, key: str) -> StoredAudio | None:
         """Reads the duration from the WAV header (a few hundred bytes), so no sidecar is needed."""
@@ -294,7 +351,7 @@ class GCSStorage:
             _LOGGER.debug("object %s already stored", key)
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
             # OSError covers dropped connections (requests' ConnectionError is one).
-            raise StorageError(f"upload of {key} failed: {exc}") from exc
+            raise _gcs_error(f"upload of {key} failed", exc) from exc
 
     def lookup(self, key: str) -> StoredAudio | None:
         from google.api_core import exceptions
@@ -302,7 +359,7 @@ class GCSStorage:
         try:
             blob = self._bucket.get_blob(self._name(key), retry=self._retry, timeout=self._timeout)
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
-            raise StorageError(f"lookup of {key} failed: {exc}") from exc
+            raise _gcs_error(f"lookup of {key} failed", exc) from exc
         if blob is None:
             return None
         raw = (blob.metadata or {}).get("duration_s")
@@ -321,7 +378,7 @@ class GCSStorage:
         except exceptions.NotFound:
             return None
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
-            raise StorageError(f"read of {key} failed: {exc}") from exc
+            raise _gcs_error(f"read of {key} failed", exc) from exc
 
     def url(self, key: str, base_url: str = "") -> str:
         """A public URL, or a V4 signed GET URL made now and valid for ``signed_url_ttl``."""

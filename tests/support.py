@@ -82,6 +82,18 @@ def base_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def local_env(voice_dir: Path, queue: str, media: Path, **settings: str) -> dict[str, str]:
+    """:func:`base_env` for a stack on local storage in ``media``, with no rate limit (tests
+    post bursts from one address), plus ``settings``."""
+    return base_env(
+        voice_dir=str(voice_dir),
+        queue=queue,
+        storage_url=f"file://{media}",
+        rate_limit="off",
+        **settings,
+    )
+
+
 @dataclass
 class Stack:
     """A real worker and the API under gunicorn, sharing ``env``."""

@@ -18,21 +18,10 @@ import requests
 from common.jobs import speech_key
 from common.media_secret import SECRET_FILE, MediaSecret
 from tests import report
-from tests.support import Stack, base_env, eventually, running_stack
+from tests.support import Stack, eventually, local_env, running_stack
 
 API_KEY = "media-test-key-0123456789abcdef"
 PAUSE = 0.25
-
-
-def media_env(voice_dir: Path, queue: str, media: Path, **settings: str) -> dict[str, str]:
-    """A stack's environment: local storage in ``media``, no rate limit, and ``settings``."""
-    return base_env(
-        voice_dir=str(voice_dir),
-        queue=queue,
-        storage_url=f"file://{media}",
-        rate_limit="off",
-        **settings,
-    )
 
 
 def post(stack: Stack, text: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -78,7 +67,7 @@ def test_names_are_keyed_survive_restarts_and_old_names_migrate(
     text another name."""
     media = tmp_path / "media"
     first_secret = "first-media-secret-0123456789"
-    env = media_env(voice_dir, queue_name, media, media_secret=first_secret)
+    env = local_env(voice_dir, queue_name, media, media_secret=first_secret)
     text = "비밀 열쇠로 이름을 붙입니다."
     for run in ("first", "second", "third"):
         (tmp_path / run).mkdir()
@@ -126,7 +115,7 @@ def test_signed_media_urls_under_api_keys(voice_dir: Path, queue_name: str, tmp_
     in the storage root (0600); the job's URL plays without a key until it expires; a tampered,
     missing or expired signature is a 403 ``invalid_signature``, unless a valid key is sent."""
     media = tmp_path / "media"
-    env = media_env(
+    env = local_env(
         voice_dir, queue_name, media, api_keys=API_KEY, media_access="signed", signed_url_ttl="8"
     )
     auth = {"Authorization": f"Bearer {API_KEY}"}

@@ -50,6 +50,16 @@ def test_a_generated_secret_is_kept_private_and_reused(tmp_path: Path) -> None:
         Settings.from_env({"MOKSORI_MEDIA_SECRET": "short"})
 
 
+def test_a_secret_that_cannot_be_kept_still_lets_the_process_start(tmp_path: Path) -> None:
+    """Storage that cannot hold the secret file (here: under a regular file) is not a crash at
+    start-up: the process gets a secret of its own, and /readyz reports the storage."""
+    (tmp_path / "file").write_bytes(b"")
+    one = media_secret.load("", tmp_path / "file" / "media")
+    assert one.name_digest("x") != media_secret.load("", tmp_path / "file" / "media").name_digest(
+        "x"
+    )
+
+
 def _digest_from(folder: str) -> str:
     return media_secret.load("", Path(folder)).name_digest("x")
 

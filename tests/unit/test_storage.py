@@ -39,6 +39,7 @@ from common.storage import (
     GCSStorage,
     LocalStorage,
     StorageError,
+    StorageFullError,
     StoredAudio,
     audio_key,
     is_audio_key,
@@ -377,3 +378,19 @@ def test_gcs_read_of_any_format(gcs_emulator: str, signing_key: Path) -> None:
     storage.put(MP3_KEY, b"\xff\xf3mp3 bytes", "audio/mpeg", 1.5)
     assert storage.read(MP3_KEY) == b"\xff\xf3mp3 bytes"
     assert storage.lookup(MP3_KEY) == StoredAudio(MP3_KEY, 1.5)
+
+
+def test_a_refused_local_write_is_a_plain_coded_error_and_leaves_nothing(tmp_path: Path) -> None:
+    """A write the file system refuses (here: a folder of the key is a file) is a StorageError
+    coded ``storage_unavailable`` whose message is the plain reason, with nothing left behind;
+    a full volume is ``storage_full`` (tests/integration/test_storage_faults.py, on a tmpfs)."""
+    storage = LocalStorage(tmp_path)
+    (tmp_path / "wav").write_bytes(b"not a folder")
+    with pytest.raises(StorageError) as refused:
+        storage.put(KEY, b"RIFF")
+    assert refused.value.code == "storage_unavailable"
+    assert str(refused.value) == f"cannot write {KEY}: Not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wav"]
+    assert StorageFullError("x").code == "storage_full" and isinstance(
+        StorageFullError("x"), StorageError
+    )
