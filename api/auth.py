@@ -5,9 +5,10 @@ one it is ``401 unauthorized``, with a wrong one ``401 invalid_api_key``, both w
 ``WWW-Authenticate: Bearer``. Protected are ``/api/*``, ``/v1/*`` (the OpenAI-compatible API,
 whose clients send their ``api_key`` this way) and, with ``MOKSORI_METRICS_AUTH``,
 ``/metrics``. Open are ``/healthz`` (probes), CORS preflights (browsers never send credentials on
-an ``OPTIONS`` preflight) and ``/media/*``: its URLs are capability URLs (the object key is the
-SHA-256 of the voice and the text, known only to whoever got the job's answer) and a browser's
-``<audio>`` element cannot send a header.
+an ``OPTIONS`` preflight) and ``/media/*``: its URLs are capability URLs (the object key is an
+HMAC of the voice and the text under the server's secret, known only to whoever got the job's
+answer) and a browser's ``<audio>`` element cannot send a header; with
+``MOKSORI_MEDIA_ACCESS=signed`` it takes a signed URL or a key (:func:`has_valid_key`).
 
 Only SHA-256 digests of the keys are kept; a presented key is hashed and compared in constant time
 against every configured digest, without stopping at a match. Logs and rate-limit counters name a

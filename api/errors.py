@@ -14,6 +14,8 @@ from flask import Flask, Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from common.jobs import SYNTHESIS_FAILED_CODE, UNSPEAKABLE_CODE
+from common.storage import STORAGE_FULL as STORAGE_FULL_CODE
+from common.storage import STORAGE_UNAVAILABLE as STORAGE_UNAVAILABLE_CODE
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +64,12 @@ REQUEST_TIMEOUT = _kind(
 )
 UNAUTHORIZED = _kind("unauthorized", 401, "The server has API keys and the request sent none.")
 INVALID_API_KEY = _kind("invalid_api_key", 401, "The API key sent is not one of the server's.")
+INVALID_SIGNATURE = _kind(
+    "invalid_signature",
+    403,
+    "`/media` with `MOKSORI_MEDIA_ACCESS=signed`: the URL's signature is missing, wrong or "
+    "expired, and no valid API key was sent.",
+)
 UNKNOWN_MEMBER = _kind("unknown_member", 404, "No voice has this member id.")
 UNKNOWN_JOB = _kind("unknown_job", 404, "No job has this id, or its status has expired.")
 NOT_FOUND = _kind("not_found", 404, "No route or audio file has this path.")
@@ -125,6 +133,15 @@ INVALID_SPEED = _kind("invalid_speed", 400, "`speed` is outside 0.25 to 4.")
 UNKNOWN_VOICE = _kind("unknown_voice", 400, "No member has this `voice` (an id or a name).")
 MODEL_NOT_FOUND = _kind("model_not_found", 404, "`model` is not a model name this server takes.")
 SYNTHESIS_FAILED = _kind(SYNTHESIS_FAILED_CODE, 500, "The worker could not synthesize the text.")
+STORAGE_FULL = _kind(
+    STORAGE_FULL_CODE, 503, "The job failed: storage had no room for its audio, after retries."
+)
+STORAGE_UNAVAILABLE = _kind(
+    STORAGE_UNAVAILABLE_CODE,
+    503,
+    "The job failed: storage refused the write or could not be reached (GCS 429/5xx), after "
+    "retries.",
+)
 TIMEOUT = _kind(
     "timeout",
     504,

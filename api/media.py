@@ -1,8 +1,9 @@
 """``GET /media/<key>``: audio from local storage, with Range, ETag and caching headers.
 
 Only registered when ``MOKSORI_STORAGE_URL`` is a ``file://`` directory. Only server-shaped keys
-(``wav/<member>/<version>/<sha256>.wav``) are looked up, and they never leave the storage root:
-:meth:`LocalStorage.path_for` refuses traversal, absolute paths and symlinks.
+(``wav/<member>/<version>/<hmac>.wav``) are looked up, and they never leave the storage root:
+:meth:`LocalStorage.path_for` refuses traversal, absolute paths and symlinks. With
+``MOKSORI_MEDIA_ACCESS=signed`` a request needs the URL's unexpired signature or an API key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from werkzeug.http import parse_range_header
 
-from api.errors import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
+from api.auth import has_valid_key
+from api.errors import INVALID_SIGNATURE, NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
 from api.openapi import URI_TOO_LONG, error
 from api.validation import MediaPath, RequestModel, no_default
 
@@ -41,6 +43,30 @@ class MediaHeaders(RequestModel):
     )
 
 
+class MediaQuery(RequestModel):
+    """A signed URL's query (``MOKSORI_MEDIA_ACCESS=signed``); checked by the route, so a
+    malformed value is a 403 like a wrong one."""
+
+    expires: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Unix time the URL stops being valid (signed URLs only).",
+        json_schema_extra=no_default,
+    )
+    signature: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="HMAC-SHA256 of the path and `expires` (signed URLs only).",
+        json_schema_extra=no_default,
+    )
+
+
+_REFUSALS = {
+    "missing": "This audio needs a signed URL (with expires and signature) or an API key.",
+    "malformed": "The URL's expires is not a Unix time.",
+    "invalid": "The URL's signature does not match: use the URL exactly as the API gave it.",
+    "expired": "The signed URL has expired: read the job's status again for a fresh one.",
+}
+
+
 @bp.get(
     "/<path:key>",
     operation_id="getMedia",
@@ -62,20 +88,27 @@ class MediaHeaders(RequestModel):
             "content": _WAV,
         },
         304: {"description": "Not modified (`If-None-Match`)."},
+        403: error("A signature is needed and is missing, wrong or expired", INVALID_SIGNATURE),
         412: error("`If-Match` names another version", PRECONDITION_FAILED),
         404: error("No such file", NOT_FOUND),
         414: URI_TOO_LONG,
         416: error("The range is outside the file", RANGE_NOT_SATISFIABLE),
     },
 )
-def serve(path: MediaPath, header: MediaHeaders) -> Response:
+def serve(path: MediaPath, query: MediaQuery, header: MediaHeaders) -> Response:
     """Serve one stored object; objects are content-addressed, so they are cacheable for good.
 
     ``Range`` and ``If-None-Match`` are answered by werkzeug from the request, once a ``Range``
     it cannot serve as one part is dropped (:func:`_servable_range`)."""
+    storage = current_app.extensions["moksori"].storage
+    # The signature is checked before the file system is asked: a refused client learns
+    # nothing, not even whether the object exists.
+    refusal = storage.refusal(path.key, query.expires, query.signature)
+    if refusal and not has_valid_key():
+        raise INVALID_SIGNATURE(_REFUSALS[refusal])
     # Only a key of the shape the server builds (MediaPath): nothing else in the root (an
     # upload's temporary file, say) and no client-made name ever reaches the file system.
-    file = current_app.extensions["moksori"].storage.path_for(path.key)
+    file = storage.path_for(path.key)
     if file is None or not file.is_file():
         raise NOT_FOUND("There is no such audio file.")
     # conditional=False: the conditions are evaluated below, on the request minus a Range
@@ -98,7 +131,11 @@ def serve(path: MediaPath, header: MediaHeaders) -> Response:
     except BaseException:
         response.close()  # the 416: the open file is not answered
         raise
-    response.cache_control.public = True
+    # A signed URL grants one client access for a while: shared caches must not keep it.
+    if storage.url_signer is None:
+        response.cache_control.public = True
+    else:
+        response.cache_control.private = True
     response.cache_control.immutable = True
     return response
 

@@ -184,8 +184,9 @@ _URL = Field(
 _DURATION = Field(description="Length of the audio in seconds (null when storage cannot tell).")
 _WHY = Field(description="Why the job failed, in a sentence.")
 _WHY_CODE = Field(
-    description="The failure's stable code: `synthesis_failed`, `unspeakable_text` or "
-    "`job_lost` (the job can no longer finish; submit it again).",
+    description="The failure's stable code: `synthesis_failed`, `unspeakable_text`, "
+    "`storage_full`, `storage_unavailable` or `job_lost` (the job can no longer finish; submit "
+    "it again).",
     examples=["synthesis_failed"],
 )
 

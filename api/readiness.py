@@ -7,7 +7,8 @@ Three checks, run side by side in a small thread pool, each with its own timeout
 * ``workers``: at least one worker consumes a member queue (RabbitMQ's consumer count of each
   member's queue, read on that same connection). The embedded filesystem broker keeps no
   consumer list, so there the answer is honestly ``unknown`` (and does not fail readiness);
-* ``storage``: a small probe object is written and removed (a local file or a GCS object).
+* ``storage``: a small probe object is written and removed (a local file or a GCS object);
+  local storage must also have ``MOKSORI_STORAGE_MIN_FREE_MB`` free, room for a typical object.
 
 A check runs at most once at a time per API process (a request that finds one under way waits
 for it instead of starting another) and its result is kept for a few seconds (``TTL_S``), so a
@@ -212,7 +213,15 @@ class Readiness:
             self._storage.probe(timeout=CHECK_TIMEOUT_S)
             where = f"gs://{self._storage.bucket_name}"
         else:
-            self._storage.probe()
+            self._storage.probe()  # first: it makes the root if need be
+            free_mb = self._storage.free_bytes() / 2**20
+            wanted_mb = self._settings.storage_min_free_mb
+            if free_mb < wanted_mb:
+                reason = (
+                    f"only {free_mb:.1f} MB free, under MOKSORI_STORAGE_MIN_FREE_MB "
+                    f"({wanted_mb} MB): a typical object may not fit"
+                )
+                return Check(False, reason), None
             where = str(self._storage.root)
         done = "a probe object was written and removed"
         return Check(True, done, internal=f"{done} ({where})"), None

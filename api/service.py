@@ -46,13 +46,22 @@ from common.jobs import (
     SynthesisError,
     SynthesisResult,
     job_status,
+    load_media_secret,
     make_celery,
     member_queue,
     speech_key,
 )
+from common.media_secret import MediaSecret
 from common.normalize import pronounceable
 from common.repository import VoiceCatalog, VoiceSpec
-from common.storage import GCSStorage, LocalStorage, StorageError, StoredAudio, open_storage
+from common.storage import (
+    GCSStorage,
+    LocalStorage,
+    StorageError,
+    StoredAudio,
+    adopt,
+    open_storage,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -140,10 +149,13 @@ class JobService:
     waiting: threading.BoundedSemaphore
     """Slots for requests waiting on their job (``MOKSORI_MAX_WAITING``), so that waits never hold
     every request thread of this process."""
+    secret: MediaSecret
+    """What object names are keyed with (and ``/media`` URLs signed with)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
         celery = make_celery(settings, main="moksori-api", fail_fast=True)
+        secret = load_media_secret(settings)
         return cls(
             settings=settings,
             celery=celery,
@@ -153,7 +165,9 @@ class JobService:
                 timeout=min(settings.storage_timeout, settings.publish_timeout),
                 signed_url_ttl=settings.signed_url_ttl,
                 public_bucket=settings.public_bucket,
+                url_signer=secret if settings.media_access == "signed" else None,
             ),
+            secret=secret,
             catalog=VoiceCatalog(settings.voice_dir, settings.voice_reload_interval),
             fleet=Fleet(celery, settings.queue, settings.publish_timeout),
             inflight=open_inflight(
@@ -202,15 +216,11 @@ class JobService:
             raise UNSPEAKABLE_TEXT(
                 "text has nothing this voice can pronounce (no Korean, Latin letters or numbers)."
             )
-        key = speech_key(
-            req.member_id,
-            voice.version,
-            req.text,
-            self.settings.sentence_pause,
-            fmt,
-            speed,
-        )
-        stored = self._lookup(key)
+        pause = self.settings.sentence_pause
+        identity = (req.member_id, voice.version, req.text, pause, fmt, speed)
+        key = speech_key(*identity, secret=self.secret)
+        legacy = speech_key(*identity, secret=None) if self.settings.media_legacy_names else None
+        stored = self._lookup(key, legacy)
         if stored is not None:
             return self._from_cache(req, voice, stored, base_url)
         self._require_worker(req.member_id)
@@ -272,9 +282,9 @@ class JobService:
         metrics.JOBS_QUEUED.labels(req.member_id).inc()
         return Submission(job_id=job_id, key=key)
 
-    def _lookup(self, key: str) -> StoredAudio | None:
+    def _lookup(self, key: str, legacy_key: str | None = None) -> StoredAudio | None:
         try:
-            return self.storage.lookup(key)
+            return adopt(self.storage, key, legacy_key)
         except StorageError as exc:  # storage down: synthesize; the worker's upload will retry
             _LOGGER.warning("cache lookup failed, synthesizing instead: %s", exc)
             return None

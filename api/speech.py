@@ -38,6 +38,8 @@ from api.errors import (
     MODEL_NOT_FOUND,
     RATE_LIMITED,
     SERVICE_UNAVAILABLE,
+    STORAGE_FULL,
+    STORAGE_UNAVAILABLE,
     SYNTHESIS_FAILED,
     TEXT_TOO_LONG,
     TIMEOUT,
@@ -166,10 +168,12 @@ def _json_object() -> None:
         ),
         500: openai_error("The synthesis failed", SYNTHESIS_FAILED),
         503: openai_error(
-            "No worker serves the member, the queue or storage is unreachable, or the job was "
-            "lost (the same request again starts it afresh)",
+            "No worker serves the member, the queue or storage is unreachable, the audio could "
+            "not be stored, or the job was lost (the same request again starts it afresh)",
             MEMBER_UNAVAILABLE,
             SERVICE_UNAVAILABLE,
+            STORAGE_FULL,
+            STORAGE_UNAVAILABLE,
             JOB_LOST,
             headers=RETRY_AFTER,
         ),
@@ -254,6 +258,9 @@ def _wait_for(service: JobService, job_id: str) -> str:
         raise openai_invalid(
             "input", UNSPEAKABLE_TEXT, "input has nothing this voice can pronounce."
         )
+    if code in {STORAGE_FULL.code, STORAGE_UNAVAILABLE.code}:
+        kind = STORAGE_FULL if code == STORAGE_FULL.code else STORAGE_UNAVAILABLE
+        raise kind(f"The audio could not be stored: {why}", headers={"Retry-After": "30"})
     if status in {"failed", "done"}:
         if code == JOB_LOST.code:
             raise JOB_LOST(why, headers={"Retry-After": "1"})

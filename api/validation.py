@@ -281,7 +281,7 @@ class MediaPath(BaseModel):
         str,
         Field(
             pattern=KEY_PATTERN,
-            description="`wav/{member}/{voice version}/{sha256}.wav` (its slashes may be sent "
+            description="`wav/{member}/{voice version}/{hmac}.wav` (its slashes may be sent "
             "as they are).",
         ),
         BeforeValidator(_media_key),

@@ -28,6 +28,8 @@ from pydantic_settings.sources.utils import parse_env_vars
 PREFIX = "MOKSORI_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+MIN_SECRET_LENGTH = 16
+"""The shortest ``MOKSORI_MEDIA_SECRET`` accepted."""
 MAX_SIGNED_URL_TTL = 7 * 24 * 3600
 """The longest lifetime Google accepts for a V4 signed URL."""
 
@@ -75,6 +77,17 @@ class Settings(BaseSettings):
     """Seconds a V4 signed GCS URL stays valid (1 to 604800, V4's limit of 7 days)."""
     public_bucket: bool = False
     """Hand out plain (unsigned) GCS URLs: only for a bucket that is public on purpose."""
+    media_secret: str = Field(default="", repr=False)
+    """Server secret (16+ characters) that object names are an HMAC under, so they cannot be
+    computed from a text, and that signs /media URLs. Empty: one is generated once and kept in
+    ``.media-secret`` (mode 0600) in the storage root (``var/`` for GCS). Every host sharing
+    storage needs the same value."""
+    media_access: Literal["public", "signed"] = "public"
+    """``/media`` with local storage: ``public`` (anyone with the URL) or ``signed`` (the URL's
+    expiry and signature, valid ``MOKSORI_SIGNED_URL_TTL`` seconds, or a valid API key)."""
+    media_legacy_names: bool = False
+    """Migration: a cache lookup that misses an object's keyed name also tries the unkeyed name
+    it had before names were keyed, and copies what it finds to the keyed name."""
     voice_dir: Path = REPO_ROOT / "voice_model"
     """The voice repository: legacy ``glow-tts/``, ``hifigan-v2/`` and ``voices/*/voice.json``."""
     device: str = "auto"
@@ -138,6 +151,9 @@ class Settings(BaseSettings):
     """Seconds one storage call keeps retrying transient errors (GCS 503s, dropped connections)
     before the job's own retry with backoff takes over; the API uses at most
     ``MOKSORI_PUBLISH_TIMEOUT`` for its cache lookups."""
+    storage_min_free_mb: int = 64
+    """``/readyz`` reports local storage with less free space than this (MB) as not ready: a
+    typical object might not fit (a minute of 22 kHz WAV is about 2.6 MB); 0: not checked."""
     result_expires: int = 86400
     """Seconds a job's status stays readable."""
     publish_timeout: float = 3.0
@@ -202,6 +218,13 @@ class Settings(BaseSettings):
     def _log_level(cls, value: str) -> str:
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @field_validator("media_secret")
+    @classmethod
+    def _media_secret(cls, value: str) -> str:
+        if value and len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"use {MIN_SECRET_LENGTH} or more characters (or leave it empty)")
         return value
 
     @model_validator(mode="after")

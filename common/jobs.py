@@ -7,16 +7,21 @@ cannot drift apart; the API sends the task by name and never imports the worker.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from celery import Celery
 from kombu import Exchange, Queue
 
+from common import media_secret
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED
-from common.config import Settings
+from common.config import REPO_ROOT, Settings
+from common.media_secret import MediaSecret
 from common.normalize import NORMALIZER_VERSION, canonical
-from common.storage import audio_key
+from common.storage import audio_key, local_root
+
+_LOGGER = logging.getLogger(__name__)
 
 TASK_NAME = "moksori.synthesize"
 REQUEST_ID_HEADER = "x_request_id"
@@ -123,19 +128,34 @@ def speech_key(
     pause_s: float,
     fmt: str = DEFAULT_FORMAT,
     speed: float = DEFAULT_SPEED,
+    *,
+    secret: MediaSecret | None,
 ) -> str:
     """The cache key of one rendering: member, voice version, normalizer version, pause, output
-    format, speed and the canonical text. Anything that changes the audio changes the key, and the
+    format, speed and the canonical text, named by an HMAC under ``secret`` (None: the unkeyed
+    name of before, for the migration). Anything that changes the audio changes the key, and the
     API computes it without g2pK (so it stays light and answers repeats in a few milliseconds).
-    A WAV at speed 1.0 keeps the key it had before formats and speeds existed, so objects
-    stored then are still found."""
+    A WAV at speed 1.0 has the identity it had before formats and speeds existed, so its
+    unkeyed name is the one objects stored then have."""
     parts = [f"normalizer={NORMALIZER_VERSION}", f"pause={pause_s:g}"]
     if fmt != DEFAULT_FORMAT:
         parts.append(f"format={fmt}")
     if speed != DEFAULT_SPEED:
         parts.append(f"speed={speed:g}")
     identity = "\x00".join((*parts, canonical(text)))
-    return audio_key(member_id, voice_version, identity, fmt)
+    return audio_key(member_id, voice_version, identity, fmt, secret=secret)
+
+
+def load_media_secret(settings: Settings) -> MediaSecret:
+    """``MOKSORI_MEDIA_SECRET``, else the secret generated once in the local storage root
+    (which API and worker share by construction) or, for GCS, in ``var/``."""
+    root = local_root(settings.storage_url)
+    if root is None and not settings.media_secret:
+        _LOGGER.warning(
+            "MOKSORI_MEDIA_SECRET is not set: object names are keyed with a secret kept in var/ "
+            "on this machine; set it to the same value on every host that shares the bucket"
+        )
+    return media_secret.load(settings.media_secret, root or REPO_ROOT / "var")
 
 
 def redis_client(backend: Any) -> Any | None:

@@ -1,8 +1,10 @@
 """Where synthesized audio is kept: a local directory or a Google Cloud Storage bucket.
 
 Object keys are built by :func:`audio_key` from server-side values only (member id, voice version
-and a hash of the normalized text), so no client string can choose a path. Uploads are create-only:
-the same key always holds the same audio, and "already exists" counts as success.
+and an HMAC of the normalized text under the server's secret, :mod:`common.media_secret`), so no
+client string can choose a path and nobody without the secret can compute one from a text.
+Uploads are create-only: the same key always holds the same audio, and "already exists" counts
+as success.
 
 GCS objects are private: clients get V4 signed URLs, made afresh each time one is handed out
 (see :class:`GCSStorage`), and plain public URLs only for a bucket configured as public. Job
@@ -11,11 +13,14 @@ results keep an object's :meth:`~LocalStorage.location`, never a URL that could 
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
+import time
 import uuid
 import wave
 from dataclasses import dataclass
@@ -24,7 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from common.audio_formats import FORMATS
 from common.config import MAX_SIGNED_URL_TTL
+from common.media_secret import MediaSecret, legacy_digest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,15 +49,68 @@ PROBE_PREFIX = ".readyz-"
 _NAME_MAX, _PATH_MAX = 255, 4096  # bytes, as Linux and macOS file systems count them
 
 
+STORAGE_FULL = "storage_full"
+STORAGE_UNAVAILABLE = "storage_unavailable"
+"""The codes of a job that failed to store its audio after its retries
+(:attr:`StorageError.code`)."""
+
+
 class StorageError(RuntimeError):
-    """Storage could not be reached or refused the operation."""
+    """Storage could not be reached or refused the operation; its message is a plain reason
+    (no errno, no traceback text) that a failed job shows its client."""
+
+    code = STORAGE_UNAVAILABLE
 
 
-def audio_key(member_id: int, voice_version: str, normalized_text: str, fmt: str = "wav") -> str:
+class StorageFullError(StorageError):
+    """No room left for the object: a full volume or an exhausted quota."""
+
+    code = STORAGE_FULL
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _local_error(key: str, exc: OSError) -> StorageError:
+    """A failed local write as a :class:`StorageError` saying why in plain words."""
+    if exc.errno in _FULL:
+        return StorageFullError(f"no space left on the storage volume for {key}")
+    return StorageError(f"cannot write {key}: {exc.strerror or type(exc).__name__}")
+
+
+def _gcs_error(doing: str, exc: BaseException) -> StorageError:
+    """A failed GCS call as a :class:`StorageError` naming its HTTP status when it has one
+    (a :class:`~google.api_core.exceptions.RetryError` names its last cause's)."""
+    cause = getattr(exc, "cause", None) or exc
+    status = getattr(cause, "code", None)
+    if isinstance(status, int):
+        why = f"GCS answered HTTP {status}"
+    elif isinstance(cause, OSError):
+        why = "GCS could not be reached"
+    else:
+        why = f"{type(cause).__name__}: {cause}"
+    if cause is not exc:
+        why += ", until the retry deadline"
+    return StorageError(f"{doing}: {why}")
+
+
+def audio_key(
+    member_id: int,
+    voice_version: str,
+    normalized_text: str,
+    fmt: str = "wav",
+    *,
+    secret: MediaSecret | None,
+) -> str:
     """The object key for one member's rendering of one normalized text in format ``fmt``
-    (a name from :data:`common.audio_formats.FORMATS`, never a client's string)."""
+    (a name from :data:`common.audio_formats.FORMATS`, never a client's string), named by an
+    HMAC under ``secret``; ``secret=None`` gives the unkeyed name objects had before (read only
+    for the migration, ``MOKSORI_MEDIA_LEGACY_NAMES``)."""
     version = _VERSION_RE.sub("-", voice_version).strip(".-") or "0"
-    digest = hashlib.sha256(normalized_text.encode("utf-8")).hexdigest()
+    if secret is None:
+        digest = legacy_digest(normalized_text)
+    else:
+        digest = secret.name_digest(normalized_text)
     key = f"{fmt}/{int(member_id)}/{version}/{digest}.{fmt}"
     if not is_audio_key(key):  # a negative member id: the API never lets one through
         raise ValueError(f"refusing to build key {key!r}")
@@ -78,9 +138,15 @@ class StoredAudio:
 
 @dataclass(frozen=True)
 class LocalStorage:
-    """Files under one root directory, served by the API under ``/media/``."""
+    """Files under one root directory, served by the API under ``/media/``.
+
+    With ``url_signer`` (``MOKSORI_MEDIA_ACCESS=signed``) every URL handed out carries an
+    expiry ``url_ttl`` seconds ahead and a signature of path and expiry, which ``/media``
+    checks (:meth:`refusal`), as GCS does with V4 signed URLs."""
 
     root: Path
+    url_signer: MediaSecret | None = None
+    url_ttl: int = 3600
 
     def path_for(self, key: str) -> Path | None:
         """The file for ``key``, or None when the key would leave the root (any traversal trick)
@@ -111,11 +177,17 @@ class LocalStorage:
         content_type: str = "audio/wav",
         duration_s: float | None = None,
     ) -> None:
+        """Write ``data`` to a temporary file beside the object, then link it to its name:
+        nothing half-written ever has the name, and a failed write leaves no temporary file.
+        A full volume is :class:`StorageFullError`; any other refusal a :class:`StorageError`."""
         path = self.path_for(key)
         if path is None:
             raise StorageError(f"invalid key {key!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        except OSError as exc:
+            raise _local_error(key, exc) from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -126,8 +198,15 @@ class LocalStorage:
                 os.link(tmp, path)  # atomic and create-only: readers never see half a file
             except FileExistsError:
                 _LOGGER.debug("object %s already stored", key)
+        except OSError as exc:
+            raise _local_error(key, exc) from exc
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def free_bytes(self) -> int:
+        """Bytes free for this process on the root's volume (what a write can still use)."""
+        return shutil.disk_usage(self.root).free
 
     def lookup(self, key: str) -> StoredAudio | None:
         """Reads the duration from the WAV header (a few hundred bytes), so no sidecar is needed."""
@@ -157,7 +236,20 @@ class LocalStorage:
             raise StorageError(f"read of {key} failed: {exc}") from exc
 
     def url(self, key: str, base_url: str = "") -> str:
-        return f"{base_url.rstrip('/')}{self.location(key)}"
+        """The object's ``/media`` URL, signed and with an expiry when ``url_signer`` is set."""
+        url = f"{base_url.rstrip('/')}{self.location(key)}"
+        if self.url_signer is None:
+            return url
+        expires = int(time.time()) + self.url_ttl
+        signature = self.url_signer.signature(self.location(key), expires)
+        return f"{url}?expires={expires}&signature={signature}"
+
+    def refusal(self, key: str, expires: str | None, signature: str | None) -> str:
+        """Why a ``/media`` request for ``key`` with this expiry and signature is refused
+        (``missing``, ``malformed``, ``invalid`` or ``expired``), or "" when it may be served."""
+        if self.url_signer is None:
+            return ""
+        return self.url_signer.check(self.location(key), expires, signature, time.time())
 
     def location(self, key: str) -> str:
         return f"/media/{key}"
@@ -259,7 +351,7 @@ class GCSStorage:
             _LOGGER.debug("object %s already stored", key)
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
             # OSError covers dropped connections (requests' ConnectionError is one).
-            raise StorageError(f"upload of {key} failed: {exc}") from exc
+            raise _gcs_error(f"upload of {key} failed", exc) from exc
 
     def lookup(self, key: str) -> StoredAudio | None:
         from google.api_core import exceptions
@@ -267,7 +359,7 @@ class GCSStorage:
         try:
             blob = self._bucket.get_blob(self._name(key), retry=self._retry, timeout=self._timeout)
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
-            raise StorageError(f"lookup of {key} failed: {exc}") from exc
+            raise _gcs_error(f"lookup of {key} failed", exc) from exc
         if blob is None:
             return None
         raw = (blob.metadata or {}).get("duration_s")
@@ -286,7 +378,7 @@ class GCSStorage:
         except exceptions.NotFound:
             return None
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as exc:
-            raise StorageError(f"read of {key} failed: {exc}") from exc
+            raise _gcs_error(f"read of {key} failed", exc) from exc
 
     def url(self, key: str, base_url: str = "") -> str:
         """A public URL, or a V4 signed GET URL made now and valid for ``signed_url_ttl``."""
@@ -336,23 +428,53 @@ class GCSStorage:
             raise StorageError(f"cannot write to gs://{self.bucket_name}: {exc}") from exc
 
 
+def adopt(
+    storage: LocalStorage | GCSStorage, key: str, legacy_key: str | None
+) -> StoredAudio | None:
+    """The object stored under ``key``; failing that, one stored under its unkeyed
+    ``legacy_key`` (when the migration reads those) is copied to ``key`` first, so the next
+    lookup finds it directly and the URL handed out carries the keyed name."""
+    stored = storage.lookup(key)
+    if stored is not None or legacy_key is None:
+        return stored
+    old = storage.lookup(legacy_key)
+    data = storage.read(legacy_key) if old is not None else None
+    if old is None or data is None:
+        return None
+    extension = key.rsplit(".", 1)[-1]
+    storage.put(key, data, FORMATS[extension].content_type, old.duration_s)
+    _LOGGER.info("object %s adopted from its unkeyed name %s", key, legacy_key)
+    return StoredAudio(key, old.duration_s)
+
+
+def local_root(url: str) -> Path | None:
+    """The directory a ``file://`` storage URL names, or None for any other URL."""
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return None
+    if parsed.netloc not in {"", "localhost"}:
+        raise ValueError(f"storage URL {url!r}: file URLs need an absolute path (file:///dir)")
+    return Path(unquote(parsed.path)).resolve()
+
+
 def open_storage(
     url: str,
     *,
     timeout: float = 30.0,
     signed_url_ttl: int = 3600,
     public_bucket: bool = False,
+    url_signer: MediaSecret | None = None,
 ) -> LocalStorage | GCSStorage:
     """The storage backend named by ``MOKSORI_STORAGE_URL`` (``file:///dir`` or ``gs://bucket/prefix``).
 
-    For GCS, ``timeout`` bounds how long one call retries transient errors, and
-    ``signed_url_ttl`` and ``public_bucket`` are ``MOKSORI_SIGNED_URL_TTL`` and
-    ``MOKSORI_PUBLIC_BUCKET``; a bucket whose URLs could not be signed is refused here."""
+    ``signed_url_ttl`` is ``MOKSORI_SIGNED_URL_TTL``: how long a signed URL stays valid. For
+    GCS, ``timeout`` bounds how long one call retries transient errors and ``public_bucket`` is
+    ``MOKSORI_PUBLIC_BUCKET``; a bucket whose URLs could not be signed is refused here. For
+    local files, ``url_signer`` (``MOKSORI_MEDIA_ACCESS=signed``) signs ``/media`` URLs."""
+    root = local_root(url)
+    if root is not None:
+        return LocalStorage(root, url_signer=url_signer, url_ttl=signed_url_ttl)
     parsed = urlparse(url)
-    if parsed.scheme == "file":
-        if parsed.netloc not in {"", "localhost"}:
-            raise ValueError(f"storage URL {url!r}: file URLs need an absolute path (file:///dir)")
-        return LocalStorage(Path(unquote(parsed.path)).resolve())
     if parsed.scheme == "gs":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")

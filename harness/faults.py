@@ -1,6 +1,6 @@
 """Fault injectors for the fault tests: a private RabbitMQ node and a private Redis the test may
-stop and restart, a TCP proxy whose connections can be cut, and an HTTP proxy that can answer 503
-for storage.
+stop and restart, a TCP proxy whose connections can be cut, an HTTP proxy that can answer 503
+(or 429, 500) for storage, a tiny tmpfs that fills up, and an immutable directory.
 
 The shared broker on 127.0.0.1:5672 and the shared Redis on 6379 are never touched: every broker
 or result-backend fault happens on a server of the test's own (own ports, data directory and
@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from harness.processes import free_port, reachable
@@ -317,11 +317,13 @@ class TcpProxy:
 
 class FlakyHttp:
     """An HTTP proxy in front of ``upstream`` (e.g. the storage emulator) that forwards every
-    request, or answers ``503`` to the next ``fail_next`` requests (``-1``: to all of them)."""
+    request, or answers ``status`` (503 unless set: 429, 500, ...) to the next ``fail_next``
+    requests (``-1``: to all of them)."""
 
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").rsplit(":", 1)
         self.upstream = (host, int(port))
+        self.status = 503
         self.fail_next = 0
         self.failed = 0
         self.forwarded = 0
@@ -338,8 +340,9 @@ class FlakyHttp:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if proxy._should_fail():
-                    payload = b'{"error": {"code": 503, "message": "injected outage"}}'
-                    self.send_response(503)
+                    status = proxy.status
+                    payload = b'{"error": {"code": %d, "message": "injected fault"}}' % status
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -378,3 +381,50 @@ class FlakyHttp:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class TinyVolume:
+    """A tmpfs of ``size_kb`` mounted at ``path`` (needs root and the mount syscall): a real
+    volume that runs out of space. :meth:`fill` leaves only ``free_kb`` of it free with a filler
+    file, :meth:`release` deletes the filler; :meth:`unmount` in a ``finally``."""
+
+    def __init__(self, path: Path, size_kb: int) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(path)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self._filler = path / "filler.bin"
+
+    def free_kb(self) -> int:
+        return shutil.disk_usage(self.path).free // 1024
+
+    def fill(self, free_kb: int = 0) -> None:
+        """Grow the filler until no more than ``free_kb`` is free (tmpfs counts 4 KiB pages)."""
+        with self._filler.open("ab") as fh:
+            while (room := self.free_kb() - free_kb) > 0:
+                try:
+                    fh.write(bytes(min(room, 64) * 1024))
+                    fh.flush()
+                except OSError:  # ENOSPC: full
+                    break
+
+    def release(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """``chattr +i`` on a directory for the block: nothing can be created in it, by root
+    either (permission bits do not stop root); ``chattr -i`` afterwards, whatever happens."""
+    subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True, timeout=10)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True, timeout=10)

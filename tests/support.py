@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from kombu import Connection
 
 from common.jobs import member_queue
+from common.media_secret import MediaSecret
 from harness import netns
 from harness.processes import REPO, Process, reachable, start_api, start_worker
 
@@ -59,6 +60,9 @@ def missing_services(names: tuple[str, ...]) -> list[str]:
     return [name for name in names if not SERVICES[name]()]
 
 
+TEST_SECRET = MediaSecret(b"moksori-tests-media-secret")
+"""A media secret for tests that compute object names themselves."""
+
 SERVICE_ACCOUNT = "moksori-test@moksori-local.iam.gserviceaccount.com"
 """The account a test service-account key names (tests/conftest.py makes the key)."""
 
@@ -79,6 +83,18 @@ def base_env(**settings: str) -> dict[str, str]:
     )
     env.update({f"MOKSORI_{k.upper()}": v for k, v in settings.items()})
     return env
+
+
+def local_env(voice_dir: Path, queue: str, media: Path, **settings: str) -> dict[str, str]:
+    """:func:`base_env` for a stack on local storage in ``media``, with no rate limit (tests
+    post bursts from one address), plus ``settings``."""
+    return base_env(
+        voice_dir=str(voice_dir),
+        queue=queue,
+        storage_url=f"file://{media}",
+        rate_limit="off",
+        **settings,
+    )
 
 
 @dataclass

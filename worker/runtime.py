@@ -10,6 +10,7 @@ import logging
 import time
 
 from common.config import Settings
+from common.jobs import load_media_secret
 from common.normalize import Normalizer
 from common.repository import Repository, VoiceCatalog, scan
 from common.storage import open_storage
@@ -56,7 +57,9 @@ def start(settings: Settings) -> Pipeline:
             public_bucket=settings.public_bucket,
         ),
         normalizer=normalizer,
+        secret=load_media_secret(settings),
         sentence_pause=settings.sentence_pause,
+        legacy_names=settings.media_legacy_names,
         reloader=reloader,
     )
     reloader.start()

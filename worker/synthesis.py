@@ -28,8 +28,9 @@ from common.jobs import (
     SynthesisResult,
     speech_key,
 )
+from common.media_secret import MediaSecret
 from common.normalize import Normalizer
-from common.storage import GCSStorage, LocalStorage
+from common.storage import GCSStorage, LocalStorage, adopt
 from worker import metrics
 from worker.voices import LoadedVoice, VoiceBank
 
@@ -283,7 +284,11 @@ class Pipeline:
     bank: VoiceBank
     storage: LocalStorage | GCSStorage
     normalizer: Normalizer
+    secret: MediaSecret
+    """What object names are keyed with (the API's, so both name an object alike)."""
     sentence_pause: float = 0.25
+    legacy_names: bool = False
+    """``MOKSORI_MEDIA_LEGACY_NAMES``: an object found under its unkeyed name is adopted."""
     reloader: VoiceReloader | None = None
     """Loads new voice versions; asked at once for a version newer than this process holds."""
 
@@ -407,10 +412,17 @@ class Pipeline:
         if job.fmt not in FORMATS:
             raise SynthesisError(f"Unknown output format {job.fmt!r}.")
         voice = self.voice(job.member_id, job.version)
-        key = speech_key(
-            job.member_id, voice.spec.version, job.text, self.sentence_pause, job.fmt, job.speed
+        identity = (
+            job.member_id,
+            voice.spec.version,
+            job.text,
+            self.sentence_pause,
+            job.fmt,
+            job.speed,
         )
-        stored = self.storage.lookup(key)
+        key = speech_key(*identity, secret=self.secret)
+        legacy = speech_key(*identity, secret=None) if self.legacy_names else None
+        stored = adopt(self.storage, key, legacy)
         if stored is not None and (stored.duration_s is not None or job.fmt != DEFAULT_FORMAT):
             _LOGGER.info("member %s: %s already stored, not synthesized again", job.member_id, key)
             return voice, key, self._result(voice, key, stored.duration_s, 0.0)

@@ -9,7 +9,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.config import Settings, process_settings
 from common.jobs import TASK_NAME, SynthesisError, SynthesisResult, member_queue
-from common.storage import StorageError
+from common.storage import STORAGE_FULL, StorageError
 from worker import batching, deliveries, runtime
 from worker.synthesis import SpeechJob
 
@@ -33,8 +33,9 @@ def synthesize(
     client's own bookkeeping and never become part of a file name. ``voice_version`` is the
     version the API pinned (absent in older messages: the current one); ``format`` and ``speed``
     (the OpenAI-compatible endpoint's) default to a WAV at the voice's own rate. Storage errors
-    are retried with exponential backoff, then fail the job with a plain reason; model errors
-    fail at once.
+    (a full disk, a refused write, GCS 429/5xx) are retried with exponential backoff, then fail
+    the job with a plain reason and the code ``storage_full`` or ``storage_unavailable``; model
+    errors fail at once.
     With dynamic batching on, jobs waiting in the same member's queue join this one
     (:mod:`worker.batching`).
     """
@@ -69,9 +70,11 @@ def synthesize(
     except StorageError as exc:
         retries = self.request.retries
         if retries >= settings.storage_retries:
+            state = "full" if exc.code == STORAGE_FULL else "unavailable"
             raise SynthesisError(
-                f"Storage is unavailable: the audio could not be stored after {retries + 1} "
-                f"attempts ({exc})."
+                f"Storage is {state}: the audio could not be stored after {retries + 1} "
+                f"attempts ({exc}).",
+                exc.code,
             ) from exc
         countdown = get_exponential_backoff_interval(
             factor=1, retries=retries, maximum=BACKOFF_MAX_S, full_jitter=True

@@ -24,7 +24,7 @@ from api import create_app
 from common.jobs import member_queue, queue_declaration
 from common.storage import audio_key
 from harness.processes import REPO, free_port, start_api
-from tests.support import BACKEND_URL, BROKER_URL, base_env, eventually
+from tests.support import BACKEND_URL, BROKER_URL, TEST_SECRET, base_env, eventually
 
 
 @pytest.fixture
@@ -389,7 +389,7 @@ def test_cors_origins_from_settings(voice_dir: Path) -> None:
 
 def test_media_is_served_with_range_etag_and_caching(client: FlaskClient, media_root: Path) -> None:
     """Local audio supports Range (seeking), ETag revalidation and long-lived caching."""
-    key = audio_key(1, "v1", "안녕")
+    key = audio_key(1, "v1", "안녕", secret=TEST_SECRET)
     path = media_root / key
     path.parent.mkdir(parents=True)
     path.write_bytes(b"RIFF" + bytes(range(256)) * 4)

@@ -10,7 +10,7 @@ import redis
 
 from api.inflight import LocalInflight, RedisInflight
 from common import jobs
-from tests.support import BACKEND_URL
+from tests.support import BACKEND_URL, TEST_SECRET
 
 TEXT = "안녕하세요. 반갑습니다!"
 
@@ -20,16 +20,20 @@ def test_key_changes_with_everything_that_changes_the_audio(
 ) -> None:
     """Member, voice version, normalizer version, pause and text each change the key; spacing
     and Unicode composition do not."""
-    base = jobs.speech_key(1, "v1", TEXT, 0.25)
-    assert base == jobs.speech_key(1, "v1", f"  {TEXT.replace(' ', chr(10) + ' ')}\t", 0.25)
+    base = jobs.speech_key(1, "v1", TEXT, 0.25, secret=TEST_SECRET)
+    assert base == jobs.speech_key(
+        1, "v1", f"  {TEXT.replace(' ', chr(10) + ' ')}\t", 0.25, secret=TEST_SECRET
+    )
     decomposed = unicodedata.normalize("NFD", TEXT)
-    assert decomposed != TEXT and base == jobs.speech_key(1, "v1", decomposed, 0.25)
-    assert base != jobs.speech_key(2, "v1", TEXT, 0.25)
-    assert base != jobs.speech_key(1, "v2", TEXT, 0.25)
-    assert base != jobs.speech_key(1, "v1", TEXT, 0.5)
-    assert base != jobs.speech_key(1, "v1", TEXT + "?", 0.25)
+    assert decomposed != TEXT and base == jobs.speech_key(
+        1, "v1", decomposed, 0.25, secret=TEST_SECRET
+    )
+    assert base != jobs.speech_key(2, "v1", TEXT, 0.25, secret=TEST_SECRET)
+    assert base != jobs.speech_key(1, "v2", TEXT, 0.25, secret=TEST_SECRET)
+    assert base != jobs.speech_key(1, "v1", TEXT, 0.5, secret=TEST_SECRET)
+    assert base != jobs.speech_key(1, "v1", TEXT + "?", 0.25, secret=TEST_SECRET)
     monkeypatch.setattr(jobs, "NORMALIZER_VERSION", "next")
-    assert base != jobs.speech_key(1, "v1", TEXT, 0.25)
+    assert base != jobs.speech_key(1, "v1", TEXT, 0.25, secret=TEST_SECRET)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -87,13 +91,13 @@ def test_wav_at_speed_one_keeps_its_key_and_formats_and_speeds_have_their_own() 
     from common.storage import audio_key
 
     identity = "\x00".join((f"normalizer={NORMALIZER_VERSION}", "pause=0.25", canonical(TEXT)))
-    before = audio_key(1, "v1", identity)
-    assert jobs.speech_key(1, "v1", TEXT, 0.25) == before
-    assert jobs.speech_key(1, "v1", TEXT, 0.25, "wav", 1.0) == before
+    before = audio_key(1, "v1", identity, secret=TEST_SECRET)
+    assert jobs.speech_key(1, "v1", TEXT, 0.25, secret=TEST_SECRET) == before
+    assert jobs.speech_key(1, "v1", TEXT, 0.25, "wav", 1.0, secret=TEST_SECRET) == before
     keys = {
-        jobs.speech_key(1, "v1", TEXT, 0.25, fmt, speed)
+        jobs.speech_key(1, "v1", TEXT, 0.25, fmt, speed, secret=TEST_SECRET)
         for fmt in ("wav", "mp3", "flac", "opus", "pcm")
         for speed in (0.5, 1.0, 2.0)
     }
     assert len(keys) == 15 and before in keys
-    assert jobs.speech_key(1, "v1", TEXT, 0.25, "mp3").endswith(".mp3")
+    assert jobs.speech_key(1, "v1", TEXT, 0.25, "mp3", secret=TEST_SECRET).endswith(".mp3")

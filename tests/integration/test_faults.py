@@ -515,6 +515,34 @@ def test_storage_503s_are_retried_with_backoff(
     )
 
 
+@pytest.mark.parametrize("status", [429, 500])
+def test_storage_429s_and_500s_are_retried(
+    gcs_stack: tuple[Stack, FlakyHttp, Process], status: int
+) -> None:
+    """GCS answering 429 (rate limited) or 500 to a few requests: retried like 503s (the
+    client's own retries, then the job's with backoff), and the job is done."""
+    stack, flaky, _ = gcs_stack
+    upstream = f"http://{flaky.upstream[0]}:{flaky.upstream[1]}"
+    flaky.status, flaky.fail_next, flaky.failed = status, 6, 0
+    try:
+        response = stack.post(
+            {"member_id": FAST, "text": f"{status} 응답도 다시 시도합니다."}, wait=60, timeout=70
+        )
+    finally:
+        flaky.status = 503
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "done", body
+    assert flaky.failed == 6
+    assert gcs_exists(stack, key_of(body["url"]), upstream)
+    report.record(
+        "storage",
+        f"GCS answers {status} to the next 6 requests",
+        f"retried; done with a URL to an existing object ({flaky.failed} {status}s absorbed)",
+        1,
+        0,
+    )
+
+
 def test_storage_outage_fails_the_job_clearly_and_recovers(
     gcs_stack: tuple[Stack, FlakyHttp, Process],
 ) -> None:
@@ -532,7 +560,8 @@ def test_storage_outage_fails_the_job_clearly_and_recovers(
     status = stack.wait_final(job_id, timeout=120)
     assert status["status"] == "failed", status
     assert "Storage is unavailable" in status["error"] and "3 attempts" in status["error"]
-    assert "url" not in status
+    assert "GCS answered HTTP 503" in status["error"], status
+    assert status["error_code"] == "storage_unavailable" and "url" not in status
     assert stack.worker.output().count(f"[{job_id}] retry") == 2
     flaky.fail_next = 0
     again = stack.post(text, wait=60, timeout=70).json()
@@ -541,8 +570,9 @@ def test_storage_outage_fails_the_job_clearly_and_recovers(
     report.record(
         "storage",
         "GCS answers 503 to every request (then recovers)",
-        f'202 at once; job retried twice with backoff, then failed: "{status["error"][:60]}…" '
-        "with no URL and no object; the same text succeeded once storage was back",
+        f"202 at once; job retried twice with backoff, then failed code storage_unavailable: "
+        f'"{status["error"][:60]}…" with no URL and no object; the same text succeeded once '
+        "storage was back",
         2,
         0,
     )

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +57,8 @@ def fuzz_stack(voice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = base_env(
         storage_url=f"file://{logs / 'media'}",
         voice_dir=str(voices),
-        queue=f"moksori-fuzz-{logs.name}",
+        # Unique per run: "fuzz0" is every run's folder name, and parallel runs share the broker.
+        queue=f"moksori-fuzz-{uuid.uuid4().hex[:8]}",
         max_text_length="200",
         # The fuzzer sends ~1,500 requests from one address in a minute: with the default
         # limits most would be 429s (documented, so not failures) and the logic behind them

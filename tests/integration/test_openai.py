@@ -29,7 +29,7 @@ from harness import voice_factory
 from harness.processes import start_api
 from tests import report
 from tests.integration.test_api import build_app
-from tests.support import Stack, base_env, running_stack
+from tests.support import TEST_SECRET, Stack, base_env, running_stack
 from worker.synthesis import Pipeline, encode_audio, speaking_rate
 from worker.voices import load_bank
 
@@ -471,6 +471,7 @@ def pipeline(voices: Path, tmp_path_factory: pytest.TempPathFactory) -> Pipeline
         bank=load_bank(scan(voices), "cpu"),
         storage=LocalStorage(tmp_path_factory.mktemp("speech-media")),
         normalizer=Normalizer(),
+        secret=TEST_SECRET,
     )
 
 

@@ -94,7 +94,8 @@ def test_cache_hits_and_joined_jobs_take_no_slot(
     client = app.test_client()
     service = app.extensions["moksori"]
     stored = {"member_id": 1, "text": "이미 만들어 둔 문장입니다"}
-    key = speech_key(1, service.voices[1].version, stored["text"], service.settings.sentence_pause)
+    version, pause = service.voices[1].version, service.settings.sentence_pause
+    key = speech_key(1, version, stored["text"], pause, secret=service.secret)
     service.storage.put(key, silent_wav())
     shared = {"member_id": 1, "text": "함께 기다리는 문장입니다"}
     a, b = as_client("10.1.0.1"), as_client("10.1.0.2")

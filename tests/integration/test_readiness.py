@@ -121,6 +121,7 @@ def test_storage_probe_is_cached(stack: Stack, tmp_path: Path) -> None:
         "queue": stack.env["MOKSORI_QUEUE"],  # the stack's worker serves it: 200s
         "voice_dir": stack.env["MOKSORI_VOICE_DIR"],
         "storage_url": f"file://{media}",
+        "media_secret": "readiness-tests-secret",  # no secret file: the folder holds only probes
     }
     client = create_app(settings).test_client()
     before = media.stat().st_mtime_ns

@@ -19,7 +19,7 @@ from common.storage import audio_key
 from tests import report
 from tests.integration import test_api
 from tests.integration.test_api import Listener, assert_error, build_app, post
-from tests.support import BROKER_URL
+from tests.support import BROKER_URL, TEST_SECRET
 
 # The stand-in worker on the real RabbitMQ and the test's media folder, shared with test_api.
 broker_queue = test_api.broker_queue
@@ -227,7 +227,7 @@ def test_open_paths_with_keys_set(keyed: FlaskClient, media_root: Path) -> None:
     """/healthz, /readyz, /media/* (capability URLs), the docs and the web page answer without
     a key; /metrics needs none unless MOKSORI_METRICS_AUTH is set."""
     assert keyed.get("/healthz").get_json() == {"status": "ok"}
-    key = audio_key(1, "v1", "안녕")
+    key = audio_key(1, "v1", "안녕", secret=TEST_SECRET)
     (media_root / key).parent.mkdir(parents=True)
     (media_root / key).write_bytes(b"RIFF" + bytes(64))
     assert keyed.get(f"/media/{key}").status_code == 200

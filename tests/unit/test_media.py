@@ -16,7 +16,7 @@ import pytest
 from common.storage import audio_key
 from harness.processes import start_api
 from tests import report
-from tests.support import base_env
+from tests.support import TEST_SECRET, base_env
 
 ORIGIN = "https://moksori.example"
 
@@ -42,14 +42,14 @@ def media_server(
     root, outside = base / "media", base / "outside"
     secret = f"TOPSECRET-{secrets.token_hex(8)}".encode()
     (base / "secret.txt").write_bytes(secret)
-    wav_key = audio_key(1, "v1", "안녕")
+    wav_key = audio_key(1, "v1", "안녕", secret=TEST_SECRET)
     (root / wav_key).parent.mkdir(parents=True)
     (root / wav_key).write_bytes(b"RIFF-real-audio")
     (root / "wav" / "1" / "v1" / ".upload-k2j4h5").write_bytes(secret)  # an upload under way
     file_link, dir_link, inside_link = (
-        audio_key(1, "v1", "file link"),
-        audio_key(2, "v1", "folder link"),
-        audio_key(1, "v1", "inside link"),
+        audio_key(1, "v1", "file link", secret=TEST_SECRET),
+        audio_key(2, "v1", "folder link", secret=TEST_SECRET),
+        audio_key(1, "v1", "inside link", secret=TEST_SECRET),
     )
     (root / file_link).symlink_to(base / "secret.txt")
     (outside / "v1").mkdir(parents=True)

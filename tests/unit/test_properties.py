@@ -20,6 +20,7 @@ from common.storage import GCSStorage, LocalStorage, audio_key, is_key
 from harness.processes import REPO
 from harness.voice_factory import COMPAT, CONJOINING, PUNCTUATION, SYLLABLES
 from tests import report
+from tests.support import TEST_SECRET
 
 NORMALIZER_EXAMPLES = 300
 KEY_EXAMPLES = 400
@@ -162,7 +163,10 @@ def test_keys_are_server_shaped_and_stay_in_the_root(
     """Whatever the member id, voice version or text: audio_key and speech_key give keys of
     the server's shape, whose local file is under the root."""
     storage = LocalStorage(media_root)
-    for key in (audio_key(member_id, version, text), speech_key(member_id, version, text, pause)):
+    for key in (
+        audio_key(member_id, version, text, secret=TEST_SECRET),
+        speech_key(member_id, version, text, pause, secret=TEST_SECRET),
+    ):
         assert is_key(key), key
         path = storage.path_for(key)
         assert path is not None and _inside(path, media_root)
@@ -172,7 +176,7 @@ def test_keys_are_server_shaped_and_stay_in_the_root(
 def test_negative_member_ids_build_no_key(member_id: int, version: str) -> None:
     """The one input audio_key refuses (the API never lets it through) is refused loudly."""
     with pytest.raises(ValueError, match="refusing to build key"):
-        audio_key(member_id, version, "text")
+        audio_key(member_id, version, "text", secret=TEST_SECRET)
 
 
 def test_any_string_is_refused_or_inside_the_root(media_root: Path) -> None:
@@ -231,7 +235,10 @@ def test_gcs_object_names_stay_under_the_prefix() -> None:
     )
     @given(
         prefix=st.lists(_SEGMENT, max_size=3).map("/".join),
-        key=PATHISH | st.builds(audio_key, st.integers(0, 10**6), st.text(), st.text()),
+        key=PATHISH
+        | st.builds(
+            audio_key, st.integers(0, 10**6), st.text(), st.text(), secret=st.just(TEST_SECRET)
+        ),
     )
     def check(prefix: str, key: str) -> None:
         storage = GCSStorage("moksori-test", prefix)

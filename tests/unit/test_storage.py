@@ -39,6 +39,7 @@ from common.storage import (
     GCSStorage,
     LocalStorage,
     StorageError,
+    StorageFullError,
     StoredAudio,
     audio_key,
     is_audio_key,
@@ -47,9 +48,9 @@ from common.storage import (
 )
 from harness.processes import Process, free_port
 from tests import report
-from tests.support import SERVICE_ACCOUNT
+from tests.support import SERVICE_ACCOUNT, TEST_SECRET
 
-KEY = audio_key(1, "g2500-h300", "안녕하세요")
+KEY = audio_key(1, "g2500-h300", "안녕하세요", secret=TEST_SECRET)
 
 
 @pytest.fixture
@@ -65,9 +66,9 @@ def signing_key(
 def test_keys_are_server_built() -> None:
     """Keys come from the member id, a sanitised version and a hash: nothing else."""
     assert KEY.startswith("wav/1/g2500-h300/") and KEY.endswith(".wav")
-    assert audio_key(1, "../../etc", "x").startswith("wav/1/etc/")
-    assert audio_key(1, "/abs/path", "x").startswith("wav/1/abs-path/")
-    assert audio_key(1, "v", "a") != audio_key(1, "v", "b")
+    assert audio_key(1, "../../etc", "x", secret=TEST_SECRET).startswith("wav/1/etc/")
+    assert audio_key(1, "/abs/path", "x", secret=TEST_SECRET).startswith("wav/1/abs-path/")
+    assert audio_key(1, "v", "a", secret=TEST_SECRET) != audio_key(1, "v", "b", secret=TEST_SECRET)
 
 
 def test_open_storage_by_url(tmp_path: Path) -> None:
@@ -231,7 +232,7 @@ def test_gcs_uploads_never_make_objects_public(
     """Uploads set no ACL: no predefinedAcl on the upload request, no public entry on the object."""
     storage = open_storage("gs://moksori-test/private")
     assert isinstance(storage, GCSStorage)
-    key = audio_key(2, "v", "private")
+    key = audio_key(2, "v", "private", secret=TEST_SECRET)
     seen = len(gcs_emulator_process.output())
     storage.put(key, b"RIFF-private", "audio/wav", 0.5)
     requests = gcs_emulator_process.output()[seen:].splitlines()
@@ -348,7 +349,7 @@ def test_metadata_server_refusing_is_a_storage_error(monkeypatch: pytest.MonkeyP
         thread.join()
 
 
-MP3_KEY = audio_key(1, "g2500-h300", "안녕하세요", "mp3")
+MP3_KEY = audio_key(1, "g2500-h300", "안녕하세요", "mp3", secret=TEST_SECRET)
 
 
 def test_other_formats_have_keys_of_their_own(tmp_path: Path) -> None:
@@ -377,3 +378,19 @@ def test_gcs_read_of_any_format(gcs_emulator: str, signing_key: Path) -> None:
     storage.put(MP3_KEY, b"\xff\xf3mp3 bytes", "audio/mpeg", 1.5)
     assert storage.read(MP3_KEY) == b"\xff\xf3mp3 bytes"
     assert storage.lookup(MP3_KEY) == StoredAudio(MP3_KEY, 1.5)
+
+
+def test_a_refused_local_write_is_a_plain_coded_error_and_leaves_nothing(tmp_path: Path) -> None:
+    """A write the file system refuses (here: a folder of the key is a file) is a StorageError
+    coded ``storage_unavailable`` whose message is the plain reason, with nothing left behind;
+    a full volume is ``storage_full`` (tests/integration/test_storage_faults.py, on a tmpfs)."""
+    storage = LocalStorage(tmp_path)
+    (tmp_path / "wav").write_bytes(b"not a folder")
+    with pytest.raises(StorageError) as refused:
+        storage.put(KEY, b"RIFF")
+    assert refused.value.code == "storage_unavailable"
+    assert str(refused.value) == f"cannot write {KEY}: Not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wav"]
+    assert StorageFullError("x").code == "storage_full" and isinstance(
+        StorageFullError("x"), StorageError
+    )

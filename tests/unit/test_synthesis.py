@@ -15,13 +15,16 @@ from common.normalize import Normalizer
 from common.repository import scan
 from common.storage import LocalStorage
 from harness import voice_factory
+from tests.support import TEST_SECRET
 from worker.synthesis import Pipeline, encode_wav, synthesize, synthesize_batch
 from worker.voices import VoiceBank, load_bank, resolve_device
 
 
 @pytest.fixture
 def pipeline(bank: VoiceBank, tmp_path: Path) -> Pipeline:
-    return Pipeline(bank=bank, storage=LocalStorage(tmp_path), normalizer=Normalizer())
+    return Pipeline(
+        bank=bank, storage=LocalStorage(tmp_path), normalizer=Normalizer(), secret=TEST_SECRET
+    )
 
 
 def test_every_layout_loads_and_broken_ones_are_reported(bank: VoiceBank) -> None:
@@ -155,7 +158,9 @@ def test_silent_model_output_fails_the_job(tmp_path: Path) -> None:
     with pytest.raises(SynthesisError, match="no usable audio for sentence 1 of a batch of 2"):
         synthesize_batch(loaded, ["바다로 갑니다", "구름"])
     storage = tmp_path / "media"
-    pipeline = Pipeline(bank=bank, storage=LocalStorage(storage), normalizer=Normalizer())
+    pipeline = Pipeline(
+        bank=bank, storage=LocalStorage(storage), normalizer=Normalizer(), secret=TEST_SECRET
+    )
     with pytest.raises(SynthesisError, match="no usable audio"):
         pipeline.run(7, "바다로 갑니다.")
     assert not any(p.is_file() for p in storage.rglob("*"))
