@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,10 +133,10 @@ def running_stack(env: dict[str, str], logs: Path) -> Iterator[Stack]:
 @contextmanager
 def stack_on(voices: Path, logs: Path, name: str, **settings: str) -> Iterator[Stack]:
     """:func:`running_stack` on the voice repository ``voices``, with a queue (named after
-    ``name``), storage and logs of its own under ``logs``, and ``settings``."""
+    ``name``, unique to this run), storage and logs of its own under ``logs``, and ``settings``."""
     env = base_env(
         voice_dir=str(voices),
-        queue=f"moksori-{name}-{logs.name}",
+        queue=f"moksori-{name}-{uuid.uuid4().hex[:8]}",
         storage_url=f"file://{logs / 'media'}",
         **settings,
     )
