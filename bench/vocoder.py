@@ -82,7 +82,7 @@ def hifigan_vocode(synth: Synthesizer) -> Vocode:
 def candidates(hifigan: Path | None) -> list[Vocoder]:
     found = [
         Vocoder("Griffin-Lim, Coqui's (60 iterations)", "coqui"),
-        Vocoder("Griffin-Lim, fast (32 iterations, momentum 0.99)", "fast"),
+        Vocoder("Griffin-Lim, fast (30 iterations, momentum 0.99)", "fast"),
     ]
     if hifigan:
         found.append(Vocoder(f"HiFi-GAN ({hifigan})", "hifigan"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from common.normalize import CONJOINING_JAMO, HANGUL_SYLLABLES, decompose, to_compat
 from voice_model.train import grapheme_characters
@@ -211,11 +212,17 @@ def _manifest(folder: Path, data: dict) -> None:
 HIEUH_SYLLABLES = "".join(chr(c) for c in range(0xD558, 0xD7A4))
 
 
+SLOW_GRIFFIN_LIM: dict[str, Any] = {"griffin_lim_iters": 1000, "frames_per_token": 12}
+"""A Griffin-Lim voice that takes about a second a sentence on this project's CPU: Coqui's
+maximum of iterations (the worker's fast Griffin-Lim runs half of them) on long sentences (12
+frames a token), so a test can act while a synthesis runs."""
+
+
 def build_fault_repository(root: Path) -> Path:
     """Voices for the fault tests, all precomposed syllables:
 
     * member 1, HiFi-GAN: fast (~30 ms a sentence);
-    * member 2, Griffin-Lim with 400 iterations: slow (about a second a sentence), so a test can
+    * member 2, Griffin-Lim made :data:`SLOW_GRIFFIN_LIM` (about a second a sentence), so a test can
       act while a synthesis runs;
     * member 3, HiFi-GAN, fragile: NaN weights for every syllable starting with ㅎ, so "하늘"
       makes the model fail and "바다" works.
@@ -224,7 +231,7 @@ def build_fault_repository(root: Path) -> Path:
     glow_tts(fast / "glow.pth", fast / "glow.json", SYLLABLES)
     hifigan(fast / "hifigan.pth", fast / "hifigan.json")
     slow = root / "voices" / "slow"
-    glow_tts(slow / "glow.pth", slow / "glow.json", SYLLABLES, griffin_lim_iters=400)
+    glow_tts(slow / "glow.pth", slow / "glow.json", SYLLABLES, **SLOW_GRIFFIN_LIM)
     fragile = root / "voices" / "fragile"
     glow_tts(fragile / "glow.pth", fragile / "glow.json", SYLLABLES, nan_letters=HIEUH_SYLLABLES)
     hifigan(fragile / "hifigan.pth", fragile / "hifigan.json")

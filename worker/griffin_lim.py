@@ -2,7 +2,8 @@
 
 Coqui's own inversion runs 60 plain Griffin-Lim iterations in NumPy complex128 and takes the mel
 basis's pseudo-inverse again at every call. Perraudin et al.'s "fast Griffin-Lim" (a momentum of
-0.99 on the phase estimate) reaches the same spectral convergence in about half the iterations,
+0.99 on the phase estimate) reaches the same spectral convergence in about half the iterations
+(so a voice's ``griffin_lim_iters`` still sets how hard it tries),
 and torch's STFT in float32 costs a fraction of NumPy's. Measured with ``python -m bench.vocoder``
 (docs/performance.md): the same PESQ and STOI as Coqui's on held-out copy synthesis, at several
 times its speed.
@@ -19,16 +20,21 @@ import numpy as np
 import torch
 import torchaudio
 
-ITERATIONS = 32
 MOMENTUM = 0.99
+
+
+def iterations_for(plain_iterations: int) -> int:
+    """Fast Griffin-Lim iterations matching a voice's plain ones (its ``griffin_lim_iters``):
+    half as many (30 for Coqui's default of 60), which bench.vocoder measures as no worse."""
+    return max(1, -(-plain_iterations // 2))
 
 
 class FastGriffinLim:
     """``AudioProcessor.inv_melspectrogram`` for one voice's audio settings, faster."""
 
-    def __init__(self, ap: Any, iterations: int = ITERATIONS, momentum: float = MOMENTUM) -> None:
+    def __init__(self, ap: Any, momentum: float = MOMENTUM) -> None:
         self._ap = ap
-        self.iterations = iterations
+        self.iterations = iterations_for(int(ap.griffin_lim_iters))
         self.momentum = momentum
         self._inverse_mel = torch.linalg.pinv(torch.from_numpy(ap.mel_basis).float())
         self._window = torch.hann_window(ap.win_length)

@@ -35,7 +35,7 @@ from tests import report
 from tests.support import BROKER_URL, base_env, start_gcs_emulator
 from worker import deliveries
 
-SLOW = 2  # the Griffin-Lim voice at 400 iterations: about a second a sentence
+SLOW = 2  # the Griffin-Lim voice at voice_factory.SLOW_GRIFFIN_LIM: about a second a sentence
 FAST = 1
 FRAGILE = 3
 

@@ -25,7 +25,7 @@ from tests.support import Stack, base_env, eventually, running_stack
 from worker.voices import LoadedVoice, VoiceBank
 
 ROLLOUT = 1  # fast (HiFi-GAN): rolled out from version 1 to 2
-SLOW = 2  # Griffin-Lim at 400 iterations, about a second a sentence: a job runs while we switch
+SLOW = 2  # voice_factory.SLOW_GRIFFIN_LIM, about a second a sentence: a job runs while we switch
 STEADY = 3  # fast: broken rollouts that must keep version 1 serving
 FOLDERS = {ROLLOUT: "rollout", SLOW: "slow", STEADY: "steady"}
 RELOAD_INTERVAL_S = 1
@@ -39,14 +39,8 @@ def write_version(
     manifest replaced atomically. ``corrupt`` writes a checkpoint no model can load."""
     folder = voice_dir / "voices" / FOLDERS[member_id]
     glow, config = folder / f"glow-{version}.pth", folder / f"glow-{version}.json"
-    iterations = 400 if member_id == SLOW else 10
-    voice_factory.glow_tts(
-        glow,
-        config,
-        voice_factory.SYLLABLES,
-        step=seed,
-        griffin_lim_iters=iterations,
-    )
+    pace = voice_factory.SLOW_GRIFFIN_LIM if member_id == SLOW else {}
+    voice_factory.glow_tts(glow, config, voice_factory.SYLLABLES, step=seed, **pace)
     if corrupt:
         glow.write_bytes(b"this is not a checkpoint")
     manifest = json.loads((folder / "voice.json").read_text(encoding="utf-8"))
@@ -68,7 +62,7 @@ def build_voices(root: Path) -> Path:
             path / "glow.pth",
             path / "glow.json",
             voice_factory.SYLLABLES,
-            griffin_lim_iters=400 if member_id == SLOW else 10,
+            **(voice_factory.SLOW_GRIFFIN_LIM if member_id == SLOW else {}),
         )
         manifest: dict[str, Any] = {
             "id": member_id,
