@@ -40,10 +40,12 @@ def storage_env(voice_dir: Path, queue: str, media: Path, **settings: str) -> di
         voice_dir,
         queue,
         media,
-        max_queued_per_client="0",
-        media_secret="storage-fault-tests-secret",  # no secret file to write on a full volume
-        storage_retries="2",
-        **settings,
+        **{
+            "max_queued_per_client": "0",
+            "media_secret": "storage-fault-tests-secret",  # no secret file on a full volume
+            "storage_retries": "2",
+            **settings,
+        },
     )
 
 
@@ -95,13 +97,12 @@ def full_volume(tmp_path: Path) -> Iterator[TinyVolume]:
         volume.unmount()
 
 
-def test_disk_full_fails_every_job_with_storage_full_then_recovers(
+def test_disk_full_fails_every_job_with_storage_full(
     voice_dir: Path, queue_name: str, tmp_path: Path, full_volume: TinyVolume
 ) -> None:
     """100 jobs on a volume with 16 KiB free (less than one WAV, so each write starts and runs
     out of space): each is retried, then fails ``storage_full`` with a plain reason; none is
-    lost; no object and no temporary file is left; ``/readyz`` is 503 naming the free space.
-    Space back: ready again, and jobs still retrying when it returns finish done."""
+    lost; no object and no temporary file is left; ``/readyz`` is 503 naming the free space."""
     media = full_volume.path
     env = storage_env(voice_dir, queue_name, media, storage_min_free_mb="1")
     with running_stack(env, tmp_path) as stack:
@@ -139,7 +140,18 @@ def test_disk_full_fails_every_job_with_storage_full_then_recovers(
             0,
         )
 
-        # Space comes back while jobs are between their attempts: they finish done.
+
+def test_space_freed_between_retries_lets_the_jobs_finish(
+    voice_dir: Path, queue_name: str, tmp_path: Path, full_volume: TinyVolume
+) -> None:
+    """Space comes back while jobs are between their attempts: they finish done, and /readyz is
+    ready again. Six retries (backoff up to a minute in all) keep every job waiting past the
+    moment space returns, however slow the machine."""
+    media = full_volume.path
+    env = storage_env(voice_dir, queue_name, media, storage_min_free_mb="1", storage_retries="6")
+    with running_stack(env, tmp_path) as stack:
+        full_volume.fill(free_kb=16)
+        not_ready(stack, "/readyz report the full volume")
         retrying = [post(stack, f"공간이 돌아오는 {n}번 문장입니다.") for n in range(5)]
         eventually(
             lambda: f"[{retrying[0]}] retry" in stack.worker.output(),
