@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "var" / "demo-data")
     parser.add_argument("--voice-dir", type=Path, default=REPO_ROOT / "voice_model")
     parser.add_argument("--only", type=int, action="append", help="member ids to train")
+    parser.add_argument(
+        "--render-only", action="store_true", help="render the data (e.g. for a vocoder) and stop"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         _LOGGER.error("cannot build the demo data: %s", exc)
         return 2
+    if args.render_only:
+        return 0
     base = MEMBERS[0]
     for member in MEMBERS:
         if args.only and member.member_id not in args.only:

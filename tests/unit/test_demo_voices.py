@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from TTS.vocoder.models import setup_generator
 
 from common.config import REPO_ROOT
 from common.normalize import Normalizer
 from common.repository import scan
+from voice_model.vocoder import start_from_export, vocoder_config
 
 VOICE_DIR = REPO_ROOT / "voice_model"
 
@@ -41,3 +43,13 @@ def test_demo_member_speaks(member_id: int) -> None:
     voice = load_voice(spec, "cpu")
     samples = synthesize(voice, Normalizer().sentences("만나서 반갑습니다.", spec.characters), 0)
     assert 0.5 < samples.size / voice.sample_rate < 4.0
+
+
+def test_the_demo_vocoder_in_training_can_be_trained_further() -> None:
+    """The kept export (docs/voices.md, "The demo vocoder") is a small 128-channel generator that
+    ``--init`` loads, with its step count and the held-out list it was scored on."""
+    folder = VOICE_DIR / "checkpoints" / "demo-vocoder"
+    assert (folder / "hifigan.pth").stat().st_size < 2_000_000
+    assert len((folder / "held_out.txt").read_text(encoding="utf-8").split()) > 100
+    generator = setup_generator(vocoder_config(channels=128))
+    assert start_from_export(generator, folder / "hifigan.pth", 128) > 10_000
