@@ -175,11 +175,12 @@ def end_to_end(
 
 
 def find_hifigan(given: Path | None) -> Path | None:
-    """The checkpoint to measure: the one given, else a shipped one, else a local run's."""
+    """The checkpoint to measure: the one given, else the demo vocoder kept in the repository
+    (docs/voices.md), else a local run's."""
     if given:
         return given
     for candidate in (
-        REPO_ROOT / "voice_model" / "voices" / "vocoder" / EXPORT_CHECKPOINT,
+        REPO_ROOT / "voice_model" / "checkpoints" / "demo-vocoder" / EXPORT_CHECKPOINT,
         REPO_ROOT / "var" / "vocoder" / EXPORT_CHECKPOINT,
     ):
         if candidate.exists():
