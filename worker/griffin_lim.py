@@ -3,12 +3,11 @@
 Coqui's own inversion runs 60 plain Griffin-Lim iterations in NumPy complex128 and takes the mel
 basis's pseudo-inverse again at every call. Perraudin et al.'s "fast Griffin-Lim" (a momentum of
 0.99 on the phase estimate) reaches the same spectral convergence in about half the iterations
-(so a voice's ``griffin_lim_iters`` still sets how hard it tries),
-and torch's STFT in float32 costs a fraction of NumPy's. Measured with ``python -m bench.vocoder``
-(docs/performance.md): the same PESQ and STOI as Coqui's on held-out copy synthesis, at several
-times its speed.
+(so a voice's ``griffin_lim_iters`` still sets how hard it tries), and torch's STFT in float32
+costs a fraction of NumPy's. Measured with ``python -m bench.vocoder`` (docs/performance.md): the
+same PESQ and STOI as Coqui's on held-out copy synthesis, at several times its speed.
 
-The phase starts at zero rather than at random, so a text's audio is the same at every synthesis.
+The phase starts at zero rather than at random, so the same mel always gives the same samples.
 This module imports torch: only the worker's voice loading uses it.
 """
 
