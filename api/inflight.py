@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from common.jobs import redis_client
+from common.jobs import DELETE_IF_OWNER, redis_client
 
 _PREFIX = "moksori:inflight:"
 
@@ -22,10 +22,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   return 1
 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -52,7 +48,7 @@ class RedisInflight:
         self._ttl = max(1, int(ttl_s))
         self._prefix = f"{_PREFIX}{namespace}:"
         self._replace = client.register_script(_REPLACE)
-        self._release = client.register_script(_RELEASE)
+        self._release = client.register_script(DELETE_IF_OWNER)
 
     def claim(self, key: str, job_id: str) -> str | None:
         name = self._prefix + key

@@ -1,8 +1,10 @@
-"""``POST /api/texts`` (queue a synthesis) and ``GET /api/jobs/<job_id>`` (its status)."""
+"""``POST /api/texts`` (queue a synthesis), ``GET /api/jobs/<job_id>`` (its status) and
+``GET /api/jobs/<job_id>/audio`` (its audio, streamed as its sentences are made)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
@@ -13,18 +15,21 @@ from api.auth import client_id
 from api.errors import (
     BODY_TOO_LARGE,
     EMPTY_TEXT,
+    ERRORS,
     INVALID_CREATED_AT,
     INVALID_JSON,
     INVALID_MEMBER_ID,
     INVALID_TEXT,
     INVALID_UUID,
     INVALID_WAIT,
+    JOB_LOST,
     MEMBER_UNAVAILABLE,
     MISSING_MEMBER_ID,
     MISSING_TEXT,
     NOT_FOUND,
     RATE_LIMITED,
     SERVICE_UNAVAILABLE,
+    SYNTHESIS_FAILED,
     TEXT_TOO_LONG,
     TOO_MANY_QUEUED,
     UNKNOWN_JOB,
@@ -45,7 +50,8 @@ from api.openapi import (
     error,
 )
 from api.requestlog import bind_job
-from api.service import JobService
+from api.service import JobService, reaching
+from api.stream import JobEndedError, chunks, pieces
 from api.validation import JobPath, TextQuery, TextRequest, json_body, validation_error
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api", abp_tags=[Tag(name="jobs")])
@@ -198,3 +204,80 @@ def get_job(path: JobPath) -> Response:
     if view is None:
         raise UNKNOWN_JOB("There is no job with this id (or it has expired).")
     return jsonify(view)
+
+
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+@bp.get(
+    "/jobs/<job_id>/audio",
+    operation_id="streamJobAudio",
+    summary="A job's audio, sent as it is made",
+    description="Starts as soon as the first sentence is stored and sends each next one as it "
+    "is, joined by the voice's pause (chunked; a WAV whose header gives no length, so players "
+    "read to the end). The bytes are the job's WAV once it is done. A job that fails after its "
+    "first sentence ends the stream early; its status says why.",
+    security=BEARER_OPTIONAL,
+    responses={
+        200: {
+            "description": "The audio as a WAV stream (or, for a job of one sentence, its WAV).",
+            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        401: AUTH_ERRORS,
+        404: error(
+            "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`", UNKNOWN_JOB, NOT_FOUND
+        ),
+        414: URI_TOO_LONG,
+        422: error("The worker found nothing to pronounce in the text", UNSPEAKABLE_TEXT),
+        429: RATE_ERRORS,
+        500: error("The synthesis failed", SYNTHESIS_FAILED),
+        503: error(
+            "Every streaming slot of this process is taken (`MOKSORI_MAX_WAITING`), the result "
+            "backend or storage is unreachable, or the job was lost (or its audio could not "
+            "be stored)",
+            SERVICE_UNAVAILABLE,
+            JOB_LOST,
+            headers=RETRY_AFTER,
+        ),
+    },
+)
+def stream_audio(path: JobPath) -> Response:
+    """The job's audio as a WAV stream, from its first stored sentence on."""
+    bind_job(path.job_id)
+    service = _service()
+    if not service.waiting.acquire(blocking=False):
+        raise SERVICE_UNAVAILABLE(
+            "Every streaming slot of this server is taken; try again shortly, or follow the "
+            "job's status and fetch its sentences.",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        source = pieces(service, path.job_id)
+        with reaching("result backend"):
+            first = next(source)
+    except JobEndedError as exc:
+        service.waiting.release()
+        raise job_error(exc) from None
+    except BaseException:
+        service.waiting.release()
+        raise
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from chunks(service, source, "wav", first)
+        finally:
+            service.waiting.release()
+
+    mimetype = "audio/wav" if first.key.endswith(".wav") else "application/octet-stream"
+    response = Response(body(), mimetype=mimetype, headers=STREAM_HEADERS)
+    response.headers["X-Moksori-Job-Id"] = path.job_id
+    return response
+
+
+def job_error(ended: JobEndedError) -> ApiError:
+    """A job that ended before any of its audio could be sent, as the error to answer with."""
+    if ended.code == UNKNOWN_JOB.code:
+        return UNKNOWN_JOB(ended.message)
+    kind = ERRORS.get(ended.code, SYNTHESIS_FAILED)
+    headers = {"Retry-After": "30"} if kind.status == 503 else None
+    return kind(ended.message, headers=headers)

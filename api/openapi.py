@@ -191,6 +191,23 @@ _WHY_CODE = Field(
 )
 
 
+class SentenceReady(_Closed):
+    index: int = Field(ge=0, description="Its place in the text, from 0.")
+    url: str = Field(description="Where the sentence's own WAV is (made as `url` is).")
+
+
+class _Sentences(_Closed):
+    """Set for a text of several sentences, once the worker has split it."""
+
+    sentences_done: int | None = Field(None, ge=0, description="Sentences stored so far.")
+    sentences_total: int | None = Field(None, ge=2, description="Sentences in the text.")
+    sentences: list[SentenceReady] | None = Field(
+        None,
+        description="Each sentence stored so far, in the text's order; each is a WAV of its "
+        "own, and `GET /api/jobs/{job_id}/audio` streams them joined as they come.",
+    )
+
+
 WAIT_DECLINED = {
     "Moksori-Wait": {
         "description": "`declined` when `?wait` was asked but every waiting slot of the API "
@@ -214,7 +231,7 @@ class TextQueued(_Job):
     cached: Literal[False]
 
 
-class TextDone(_Job):
+class TextDone(_Job, _Sentences):
     status: Literal["done"]
     cached: bool
     url: str = _URL
@@ -240,12 +257,12 @@ class TextFinished(RootModel[Annotated[TextDone | TextFailed, Field(discriminato
     )
 
 
-class JobPending(_Closed):
+class JobPending(_Sentences):
     job_id: UUID
     status: Literal["queued", "running"]
 
 
-class JobDone(_Closed):
+class JobDone(_Sentences):
     job_id: UUID
     status: Literal["done"]
     url: str = _URL

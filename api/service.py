@@ -330,7 +330,7 @@ class JobService:
                 return None
             meta = self.celery.backend.get_task_meta(leader)
             status = job_status(meta.get("status", ""))
-            if status in {"queued", "running"} and self._lost(meta) is None:
+            if status in {"queued", "running"} and self.lost(meta) is None:
                 return leader
             if status == "done":
                 stored = self._lookup(key)
@@ -414,6 +414,7 @@ class JobService:
         if status == "done" and isinstance(key, str):
             view["url"] = self._url(key, base_url)
             view["duration_s"] = result.get("duration_s")
+            self._progress(view, result.get("sentences"), base_url)
         elif status == "done":  # a result without a key was not written by our worker
             view.update(
                 status="failed",
@@ -421,10 +422,25 @@ class JobService:
                 error_code=SYNTHESIS_FAILED_CODE,
             )
         elif status == "failed":
-            view["error"], view["error_code"] = _failure(result)
-        elif (lost := self._lost(meta)) is not None:
+            view["error"], view["error_code"] = failure(result)
+        elif (lost := self.lost(meta)) is not None:
             view.update(status="failed", error=lost, error_code=JOB_LOST.code)
+        elif isinstance(result, dict):
+            self._progress(view, result.get("ready"), base_url)
         return view
+
+    def _progress(self, view: dict[str, Any], ready: Any, base_url: str) -> None:
+        """A text of several sentences: how many are stored of how many, and the URL of each
+        one stored, in the text's order (:class:`common.jobs.Progress`)."""
+        if not isinstance(ready, list) or len(ready) < 2:
+            return
+        view["sentences_done"] = sum(isinstance(key, str) for key in ready)
+        view["sentences_total"] = len(ready)
+        view["sentences"] = [
+            {"index": index, "url": self._url(key, base_url)}
+            for index, key in enumerate(ready)
+            if isinstance(key, str)
+        ]
 
     def outcome(self, job_id: str) -> tuple[str | None, str | None, tuple[str, str] | None]:
         """A job's public status, its result's storage key when done, and why it failed (a
@@ -437,12 +453,12 @@ class JobService:
             key = result.get("key") if isinstance(result, dict) else None
             return status, key if isinstance(key, str) else None, None
         if status == "failed":
-            return status, None, _failure(result)
-        if (lost := self._lost(meta)) is not None:
+            return status, None, failure(result)
+        if (lost := self.lost(meta)) is not None:
             return "failed", None, (lost, JOB_LOST.code)
         return status, None, None
 
-    def _lost(self, meta: dict[str, Any]) -> str | None:
+    def lost(self, meta: dict[str, Any]) -> str | None:
         """Why a queued or running record can no longer advance, or None if it still can.
 
         Running: the STARTED record (its ``started_at``) is older than the hard time limit plus
@@ -501,7 +517,7 @@ def _poll(backend: Any, job_id: str, deadline: float) -> bool:
     return True
 
 
-def _failure(error: Any) -> tuple[str, str]:
+def failure(error: Any) -> tuple[str, str]:
     """A failed job's exception as a plain sentence and the API error code it stands for."""
     if isinstance(error, SynthesisError):
         return error.message, error.code

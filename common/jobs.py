@@ -24,6 +24,9 @@ from common.storage import audio_key, local_root
 _LOGGER = logging.getLogger(__name__)
 
 TASK_NAME = "moksori.synthesize"
+SENTENCE_TASK_NAME = "moksori.sentence"
+"""One sentence of a longer text, handed out by the job leading it to any idle process that
+serves the member (:class:`SentenceMessage`; no result is stored: the sentence's object is)."""
 REQUEST_ID_HEADER = "x_request_id"
 """The task message header carrying the API request's id (its ``X-Request-ID``) to the worker,
 whose log lines for the job then name it."""
@@ -82,6 +85,19 @@ class SynthesisResult(TypedDict):
     what the service adds is the client's wait minus this."""
     pipeline_s: float
     """Seconds the whole pipeline took in the worker (model + lookup, encode and store)."""
+    sentences: NotRequired[list[str]]
+    """A text of several sentences: each sentence's own object (a WAV), in order."""
+
+
+class Progress(TypedDict):
+    """A running job's record while it makes a text of several sentences, rewritten after each
+    sentence (with Redis, each rewrite is also published: what the API's streams follow)."""
+
+    member_id: int
+    total: int
+    """How many sentences the text has."""
+    ready: list[str | None]
+    """Each sentence's object once it is stored, in the text's order; None until then."""
 
 
 class JobMessage(TypedDict):
@@ -100,6 +116,17 @@ class JobMessage(TypedDict):
     speed: NotRequired[float]
     """Speaking rate, 0.25 to 4.0 (Glow-TTS's ``length_scale`` is ``1 / speed``); absent: 1.0.
     Sent only when not 1.0."""
+
+
+class SentenceMessage(TypedDict):
+    """:data:`SENTENCE_TASK_NAME`'s keyword arguments: one sentence as the client wrote it."""
+
+    member_id: int
+    text: str
+    voice_version: str
+    speed: float
+    job_id: str
+    """The job that handed it out (for the logs)."""
 
 
 def member_queue(prefix: str, member_id: int) -> str:
@@ -156,6 +183,14 @@ def load_media_secret(settings: Settings) -> MediaSecret:
             "on this machine; set it to the same value on every host that shares the bucket"
         )
     return media_secret.load(settings.media_secret, root or REPO_ROOT / "var")
+
+
+DELETE_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""A Lua script deleting a key only while it still holds ``ARGV[1]`` (an entry of ours that
+may have expired and been taken by someone else meanwhile)."""
 
 
 def redis_client(backend: Any) -> Any | None:

@@ -8,10 +8,8 @@ Plain functions and one small class, testable without a broker; the Celery task 
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
-from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, output_rate
+from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS
+from common.encoding import encode_audio, wav_bytes
 from common.jobs import (
     UNSPEAKABLE,
     UNSPEAKABLE_CODE,
@@ -221,62 +220,6 @@ def vocode_batch(synth: Any, mels: Any, frames: list[int]) -> list[np.ndarray]:
     ]
 
 
-def pcm16(samples: np.ndarray) -> np.ndarray:
-    """16-bit PCM peak-normalised the way Coqui's ``save_wav`` does, in one pass: scaled by
-    ``32767 / max(0.01, peak)`` nothing can overflow, so the product is written straight into
-    the int16 buffer (~2 ms for a minute of 22 kHz audio instead of ~6)."""
-    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0
-    pcm = np.empty(samples.shape, dtype="<i2")
-    np.multiply(samples, 32767 / max(0.01, peak), out=pcm, casting="unsafe")
-    return pcm
-
-
-def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
-    """Stage 3: 16-bit PCM mono WAV (:func:`pcm16`) at the voice's rate."""
-    pcm = pcm16(samples)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
-
-
-# libsndfile's (format, subtype) for each stored format other than WAV and raw PCM.
-_SOUNDFILE = {
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-    "flac": ("FLAC", "PCM_16"),
-    "opus": ("OGG", "OPUS"),
-}
-
-
-def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, int]:
-    """Stage 3 for any format: the encoded bytes and the rate they are at.
-
-    ``wav`` is :func:`encode_wav` at the voice's rate, exactly as before. The others are
-    peak-normalised the same way, resampled with soxr where the format needs it (``opus`` and
-    ``pcm`` at 24 kHz) and written by libsndfile (``pcm``: raw 16-bit little-endian mono)."""
-    if fmt == DEFAULT_FORMAT:
-        return encode_wav(samples, sample_rate), sample_rate
-    if fmt not in FORMATS:
-        raise SynthesisError(f"Unknown output format {fmt!r}.")
-    rate = output_rate(fmt, sample_rate)
-    if rate != sample_rate and samples.size:
-        import soxr
-
-        samples = soxr.resample(samples, sample_rate, rate).astype(np.float32, copy=False)
-    pcm = pcm16(samples)
-    if fmt == "pcm":
-        return pcm.tobytes(), rate
-    import soundfile
-
-    container, subtype = _SOUNDFILE[fmt]
-    buffer = io.BytesIO()
-    soundfile.write(buffer, pcm, rate, format=container, subtype=subtype)
-    return buffer.getvalue(), rate
-
-
 @dataclass
 class Pipeline:
     """Everything a worker process needs to turn (member, text) into a stored WAV."""
@@ -345,14 +288,24 @@ class Pipeline:
         coalescing) is returned without synthesizing again."""
         started = time.perf_counter()
         job = SpeechJob(member_id, text, fmt, speed, version)
-        voice, key, done = self._lookup(job)
+        voice, key, done = self.lookup(job)
         if done is not None:
             return done
+        return self.render(voice, key, job, normalize(self.normalizer, text, voice), started)
+
+    def render(
+        self,
+        voice: LoadedVoice,
+        key: str,
+        job: SpeechJob,
+        sentences: list[str],
+        started: float,
+    ) -> SynthesisResult:
+        """Normalized ``sentences`` synthesized in one go, encoded and stored under ``key``."""
         model_started = time.perf_counter()
-        sentences = normalize(self.normalizer, text, voice)
-        with speaking_rate(voice, speed):
+        with speaking_rate(voice, job.speed):
             samples = synthesize(voice, sentences, self.sentence_pause)
-        return self._store(voice, key, fmt, len(sentences), samples, model_started, started)
+        return self._store(voice, key, job.fmt, len(sentences), samples, model_started, started)
 
     def run_batch(self, jobs: list[tuple[Any, ...]]) -> list[SynthesisResult | Exception]:
         """Several jobs at once (dynamic batching): per voice version and speed, every sentence
@@ -365,7 +318,7 @@ class Pipeline:
         for index, fields in enumerate(jobs):
             try:
                 job = SpeechJob(*fields)
-                voice, key, done = self._lookup(job)
+                voice, key, done = self.lookup(job)
                 if done is not None:
                     outcomes[index] = done
                     continue
@@ -404,7 +357,20 @@ class Pipeline:
                     outcomes[index] = exc
         return [o if o is not None else SynthesisError("The job was not run.") for o in outcomes]
 
-    def _lookup(self, job: SpeechJob) -> tuple[LoadedVoice, str, SynthesisResult | None]:
+    def sentence_key(self, voice: LoadedVoice, text: str, speed: float) -> str:
+        """The object of one sentence of a text: named as a text of that sentence alone would
+        be, as a WAV at the job's speed, so either finds the other stored."""
+        return speech_key(
+            voice.spec.member_id,
+            voice.spec.version,
+            text,
+            self.sentence_pause,
+            DEFAULT_FORMAT,
+            speed,
+            secret=self.secret,
+        )
+
+    def lookup(self, job: SpeechJob) -> tuple[LoadedVoice, str, SynthesisResult | None]:
         """The voice, the object key, and the result already stored under it, if any.
 
         A stored WAV counts only when its header reads (its duration); other formats carry no
@@ -427,6 +393,37 @@ class Pipeline:
             _LOGGER.info("member %s: %s already stored, not synthesized again", job.member_id, key)
             return voice, key, self._result(voice, key, stored.duration_s, 0.0)
         return voice, key, None
+
+    def store_wav(self, voice: LoadedVoice, key: str, pcm: np.ndarray, model_s: float) -> None:
+        """One sentence's PCM stored as a WAV object (counted as synthesized audio)."""
+        duration = pcm.size / voice.sample_rate
+        data = wav_bytes(pcm, voice.sample_rate)
+        self.storage.put(key, data, FORMATS[DEFAULT_FORMAT].content_type, round(duration, 3))
+        metrics.synthesized(voice.spec.member_id, model_s, duration)
+
+    def put(
+        self,
+        voice: LoadedVoice,
+        key: str,
+        fmt: str,
+        data: bytes,
+        duration: float,
+        model_s: float,
+        started: float,
+    ) -> SynthesisResult:
+        """A text's encoded audio, made from sentences already counted, stored under ``key``;
+        ``model_s`` is what making its sentences took here."""
+        self.storage.put(key, data, FORMATS[fmt].content_type, round(duration, 3))
+        elapsed = time.perf_counter() - started
+        _LOGGER.info(
+            "member %s: %.2f s of audio assembled in %.2f s (RTF %.3f) -> %s",
+            voice.spec.member_id,
+            duration,
+            elapsed,
+            elapsed / duration if duration else 0.0,
+            key,
+        )
+        return self._result(voice, key, duration, model_s, elapsed)
 
     def _store(
         self,

@@ -1,17 +1,38 @@
-"""The one Celery task. Like a web view, it only unpacks arguments, retries and reports:
-the work lives in :mod:`worker.synthesis`."""
+"""The Celery tasks: a job (``moksori.synthesize``) and one sentence of a longer text that its
+job hands out (``moksori.sentence``). Like web views, they only unpack arguments, retry and
+report: the work lives in :mod:`worker.synthesis` and :mod:`worker.paragraph`."""
 
 from __future__ import annotations
 
+import logging
+from functools import cache
+from typing import Any
+
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.states import STARTED
 from celery.utils.time import get_exponential_backoff_interval
+from kombu.exceptions import KombuError
 
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.config import Settings, process_settings
-from common.jobs import TASK_NAME, SynthesisError, SynthesisResult, member_queue
+from common.jobs import (
+    REQUEST_ID_HEADER,
+    SENTENCE_TASK_NAME,
+    TASK_NAME,
+    Progress,
+    SentenceMessage,
+    SynthesisError,
+    SynthesisResult,
+    member_queue,
+)
+from common.normalize import split_sentences
 from common.storage import STORAGE_FULL, StorageError
-from worker import batching, deliveries, runtime
+from worker import batching, deliveries, paragraph, runtime
+from worker.claims import Claims, open_claims
 from worker.synthesis import SpeechJob
+
+_LOGGER = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 30
 
@@ -84,10 +105,49 @@ def synthesize(
         ) from exc
 
 
+@cache
+def _claims(app: Any, namespace: str) -> Claims:
+    return open_claims(app.backend, namespace)
+
+
+def _hooks(task: Task, settings: Settings, job: SpeechJob) -> paragraph.Hooks:
+    """How a job leading a text of several sentences reports them and hands them out."""
+
+    def report(progress: Progress) -> None:
+        task.update_state(state=STARTED, meta=dict(progress))
+
+    def hand_out(sentences: list[paragraph.Sentence]) -> None:
+        pipeline = runtime.current()
+        version = pipeline.voice(job.member_id, job.version).spec.version
+        request_id = (task.request.headers or {}).get(REQUEST_ID_HEADER)
+        try:
+            for sentence in sentences:
+                message = SentenceMessage(
+                    member_id=job.member_id,
+                    text=sentence.text,
+                    voice_version=version,
+                    speed=job.speed,
+                    job_id=task.request.id,
+                )
+                task.app.send_task(
+                    SENTENCE_TASK_NAME,
+                    kwargs=dict(message),
+                    kwargsrepr=repr({"job_id": task.request.id, "sentence": sentence.index + 1}),
+                    queue=member_queue(settings.queue, job.member_id),
+                    headers={REQUEST_ID_HEADER: request_id} if request_id else None,
+                )
+        except (KombuError, OSError) as exc:  # the job makes them itself
+            _LOGGER.warning("could not hand out sentences of job %s: %s", task.request.id, exc)
+
+    return paragraph.Hooks(
+        claims=_claims(task.app, settings.queue), report=report, hand_out=hand_out
+    )
+
+
 def _run(task: Task, settings: Settings, job: SpeechJob) -> SynthesisResult:
     pipeline = runtime.current()
-    if settings.batch_size <= 1:
-        return pipeline.run(*job)
+    if settings.batch_size <= 1 or len(split_sentences(job.text)) > 1:
+        return paragraph.speak(pipeline, job, _hooks(task, settings, job))
     queue = member_queue(settings.queue, job.member_id)
     wait_s = settings.batch_wait_ms / 1000
     with batching.waiting_jobs(task.app, queue, settings.batch_size - 1, wait_s) as taken:
@@ -98,3 +158,38 @@ def _run(task: Task, settings: Settings, job: SpeechJob) -> SynthesisResult:
     if isinstance(mine, Exception):
         raise mine
     return mine
+
+
+@shared_task(bind=True, name=SENTENCE_TASK_NAME, ignore_result=True)
+def synthesize_sentence(
+    self: Task,
+    member_id: int,
+    text: str,
+    voice_version: str,
+    speed: float,
+    job_id: str = "",
+) -> None:
+    """Make and store one sentence of job ``job_id``'s text, unless it is stored already or
+    another process is making it (:class:`common.jobs.SentenceMessage`).
+
+    A failure is logged and not raised: the job that handed the sentence out makes it itself
+    when it gets there, and fails with the sentence's place in the text if it fails again."""
+    settings = process_settings()
+    deliveries.guard(
+        self.backend, self.request.id, settings.max_deliveries, settings.result_expires
+    )
+    try:
+        pipeline = runtime.current()
+        voice = pipeline.voice(int(member_id), voice_version)
+        sentences = paragraph.plan(pipeline, voice, SpeechJob(int(member_id), text, speed=speed))
+        claims = _claims(self.app, settings.queue)
+        for sentence in sentences:  # one, unless the job's worker split it differently
+            if pipeline.storage.lookup(sentence.key) is not None:
+                continue  # a duplicate delivery, or the job got there first
+            with claims.holding(sentence.key) as mine:
+                if mine:
+                    paragraph.make_sentence(pipeline, voice, sentence, float(speed))
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # the job makes it, or fails with the sentence's index
+        _LOGGER.warning("a sentence of job %s was not made here: %s", job_id, exc)

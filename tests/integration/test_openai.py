@@ -22,6 +22,7 @@ import pytest
 import requests
 import soundfile
 
+from common.encoding import encode_audio
 from common.normalize import Normalizer
 from common.repository import scan
 from common.storage import LocalStorage
@@ -30,7 +31,7 @@ from harness.processes import start_api
 from tests import report
 from tests.integration.test_api import build_app
 from tests.support import TEST_SECRET, Stack, base_env, running_stack
-from worker.synthesis import Pipeline, encode_audio, speaking_rate
+from worker.synthesis import Pipeline, speaking_rate
 from worker.voices import load_bank
 
 API_KEY = "openai-test-key-0123456789abcdef"

@@ -62,7 +62,7 @@ def test_spec_documents_exactly_the_routes(voice_dir: Path) -> None:
     assert documented(spec) == routes(app)
     assert ("/media/{key}", "GET") in documented(spec)
     assert ("/docs", "GET") in documented(spec)
-    assert len(documented(spec)) == 14
+    assert len(documented(spec)) == 15
 
 
 def test_spec_without_local_files_has_no_media(
@@ -256,6 +256,13 @@ def test_docs_serve_swagger_ui_from_this_app(voice_dir: Path) -> None:
 
 
 KEY = "padlock-test-key-0123456789"
+GUARDED = (
+    "/api/texts",
+    "/api/jobs/{job_id}",
+    "/api/jobs/{job_id}/audio",
+    "/api/members",
+    "/v1/audio/speech",
+)
 
 
 @pytest.mark.parametrize(
@@ -264,11 +271,11 @@ KEY = "padlock-test-key-0123456789"
         ({}, set()),
         (
             {"api_keys": KEY},
-            {"/api/texts", "/api/jobs/{job_id}", "/api/members", "/v1/audio/speech"},
+            {*GUARDED},
         ),
         (
             {"api_keys": KEY, "metrics_auth": "true"},
-            {"/api/texts", "/api/jobs/{job_id}", "/api/members", "/v1/audio/speech", "/metrics"},
+            {*GUARDED, "/metrics"},
         ),
     ],
     ids=["no-keys", "keys", "keys-and-metrics-auth"],

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.encoding import encode_wav
 from common.jobs import SynthesisError
 from common.normalize import Normalizer
 from common.repository import scan
 from common.storage import LocalStorage
 from harness import voice_factory
 from tests.support import TEST_SECRET
-from worker.synthesis import Pipeline, encode_wav, synthesize, synthesize_batch
+from worker.synthesis import Pipeline, synthesize, synthesize_batch
 from worker.voices import VoiceBank, load_bank, resolve_device
 
 
