@@ -25,7 +25,7 @@ from celery.utils.log import LoggingProxy, get_multiprocessing_logger
 
 from common import logs
 from common.config import process_settings
-from common.jobs import REQUEST_ID_HEADER, SynthesisResult, job_status
+from common.jobs import REQUEST_ID_HEADER, SENTENCE_TASK_NAME, SynthesisResult, job_status
 
 _LOGGER = logging.getLogger(__name__)
 JOB_LOGGER = logging.getLogger("worker.job")
@@ -103,9 +103,15 @@ def request_id(task: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _sentence(task: Any) -> bool:
+    return getattr(task, "name", None) == SENTENCE_TASK_NAME
+
+
 @task_prerun.connect
-def _job_started(task_id: str, task: Any, **_: Any) -> None:
-    tokens = logs.bind(job_id=task_id, request_id=request_id(task))
+def _job_started(task_id: str, task: Any, kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+    # A sentence handed out by a job logs under that job's id: one id follows a whole text.
+    job_id = (kwargs or {}).get("job_id") if _sentence(task) else task_id
+    tokens = logs.bind(job_id=job_id or task_id, request_id=request_id(task))
     _RUNNING[task_id] = (time.perf_counter(), tokens)
 
 
@@ -121,7 +127,9 @@ def _job_ended(
     started, tokens = _RUNNING.pop(task_id, (None, {}))
     try:
         JOB_LOGGER.info(
-            "job %s", job_outcome(state), extra=job_fields(kwargs or {}, retval, state, started)
+            "sentence %s" if _sentence(task) else "job %s",
+            job_outcome(state),
+            extra=job_fields(kwargs or {}, retval, state, started),
         )
     finally:
         logs.unbind(tokens)

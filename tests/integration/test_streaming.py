@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from kombu import Connection
 
+from common.jobs import member_queue
 from harness import voice_factory
 from harness.processes import Process, start_worker
 from tests import report
-from tests.support import Stack, eventually, stack_on
+from tests.support import BROKER_URL, Stack, eventually, stack_on
 
 SLOW, FRAGILE = 2, 3  # the fault repository's Griffin-Lim voice (~1 s a sentence), NaN on ㅎ
 SENTENCES = 6
@@ -71,6 +73,13 @@ def made(worker: Process, since: int = 0) -> int:
     return len(MADE.findall(worker.output()[since:]))
 
 
+def waiting(stack: Stack) -> int:
+    """Messages ready in the slow member's queue (jobs and handed-out sentences)."""
+    with Connection(BROKER_URL, connect_timeout=5) as conn:
+        queue = member_queue(stack.env["MOKSORI_QUEUE"], SLOW)
+        return conn.channel().queue_declare(queue, passive=True).message_count
+
+
 def frames(data: bytes) -> bytes:
     with wave.open(io.BytesIO(data)) as wav:
         return wav.readframes(wav.getnframes())
@@ -105,6 +114,10 @@ def test_first_audio_streams_while_later_sentences_are_made(stack: Stack) -> Non
     assert view["status"] == "done" and view["sentences_done"] == SENTENCES
     whole = requests.get(view["url"], timeout=10).content
     assert body[44:] == frames(whole)
+    # The sentences handed out reach the worker after the job made them: a lookup each.
+    eventually(lambda: waiting(stack) == 0, "the handed-out sentences taken")
+    eventually(lambda: "sentence done" in stack.worker.output(), "a handed-out sentence run")
+    assert made(stack.worker) == SENTENCES
     assert first_s < total_s / 2, (first_s, total_s)
     report.record(
         "streaming",
@@ -146,17 +159,28 @@ def test_a_failing_sentence_fails_the_job_by_index_and_keeps_the_others(stack: S
 
 def test_two_workers_share_a_text(stack: Stack, tmp_path: Path) -> None:
     """With a second worker, the job hands sentences out: both make some, and the text is
-    whole."""
+    whole. Two texts sharing a sentence, sent at once, make that sentence once between them."""
     other = start_worker(stack.env, tmp_path, "second-worker")
     try:
         mark = len(stack.worker.output())
         job = post(stack, SLOW, text("나무"))
         view = done(stack, job["job_id"])
         assert view["status"] == "done" and view["sentences_total"] == SENTENCES, view
+        eventually(lambda: waiting(stack) == 0, "the handed-out sentences taken")
         here, there = made(stack.worker, mark), made(other)
+        assert here + there == SENTENCES and here >= 1 and there >= 1, (here, there)
+
+        mark, other_mark = len(stack.worker.output()), len(other.output())
+        shared = "우리 함께 노래해요."
+        jobs = [post(stack, SLOW, f"{shared} {text(place)}") for place in ("강물", "들판")]
+        views = [done(stack, j["job_id"]) for j in jobs]
+        assert all(v["status"] == "done" for v in views), views
+        assert views[0]["sentences"][0]["url"] == views[1]["sentences"][0]["url"]
+        eventually(lambda: waiting(stack) == 0, "the handed-out sentences taken")
+        both = made(stack.worker, mark) + made(other, other_mark)
     finally:
         other.stop()
-    assert here + there == SENTENCES and here >= 1 and there >= 1, (here, there)
+    assert both == 1 + 2 * SENTENCES, both  # the shared sentence once
 
 
 def test_worker_killed_mid_text_loses_no_sentence(stack: Stack, tmp_path: Path) -> None:
