@@ -106,28 +106,27 @@ def make_all(
     if hooks.claims.shared and len(missing) > 1:
         hooks.hand_out(missing[1:])  # the first one is this job's to make right away
     while missing:
-        made_one = False
+        progressed = False
         for sentence in missing:
-            if pipeline.storage.lookup(sentence.key) is not None:
-                ready[sentence.index] = sentence.key
-                report()
-                continue
             with hooks.claims.holding(sentence.key) as mine:
                 if not mine:
                     continue  # another process is making it; look at the next one
-                try:
-                    pcm[sentence.index] = make_sentence(pipeline, voice, sentence, job.speed)
-                except SynthesisError as exc:
-                    raise SynthesisError(
-                        f"Sentence {sentence.index + 1} of {total} failed: {exc.message}", exc.code
-                    ) from exc
+                # Looked up only once claimed: whoever held it before may have stored it.
+                if pipeline.storage.lookup(sentence.key) is None:
+                    try:
+                        pcm[sentence.index] = make_sentence(pipeline, voice, sentence, job.speed)
+                    except SynthesisError as exc:
+                        raise SynthesisError(
+                            f"Sentence {sentence.index + 1} of {total} failed: {exc.message}",
+                            exc.code,
+                        ) from exc
             ready[sentence.index] = sentence.key
             report()
-            made_one = True
+            progressed = True
             break  # start again from the first missing sentence: order first
         missing = [s for s in missing if ready[s.index] is None]
-        if missing and not made_one:
-            time.sleep(WAIT_STEP_S)  # all claimed by others: wait for one to be stored
+        if missing and not progressed:
+            time.sleep(WAIT_STEP_S)  # all claimed by others: wait for one to be released
     return pcm
 
 

@@ -28,7 +28,7 @@ from common.jobs import (
 )
 from common.normalize import split_sentences
 from common.storage import STORAGE_FULL, StorageError
-from worker import batching, deliveries, paragraph, runtime
+from worker import batching, deliveries, joblog, paragraph, runtime
 from worker.claims import Claims, open_claims
 from worker.synthesis import SpeechJob
 
@@ -119,7 +119,7 @@ def _hooks(task: Task, settings: Settings, job: SpeechJob) -> paragraph.Hooks:
     def hand_out(sentences: list[paragraph.Sentence]) -> None:
         pipeline = runtime.current()
         version = pipeline.voice(job.member_id, job.version).spec.version
-        request_id = (task.request.headers or {}).get(REQUEST_ID_HEADER)
+        request_id = joblog.request_id(task)
         try:
             for sentence in sentences:
                 message = SentenceMessage(
@@ -187,7 +187,8 @@ def synthesize_sentence(
             if pipeline.storage.lookup(sentence.key) is not None:
                 continue  # a duplicate delivery, or the job got there first
             with claims.holding(sentence.key) as mine:
-                if mine:
+                # Looked up again once claimed: whoever held it before may have stored it.
+                if mine and pipeline.storage.lookup(sentence.key) is None:
                     paragraph.make_sentence(pipeline, voice, sentence, float(speed))
     except SoftTimeLimitExceeded:
         raise
