@@ -93,6 +93,11 @@ class Scorer:
         said = syllables(output)
         return any(said == self.heard(reading) for reading in case.readings)
 
+    def score(self, cases: list[Case]) -> tuple[float, str]:
+        """The share of ``cases`` moksori reads as expected, and its failures, one a line."""
+        failed = self.failures(cases)
+        return 1 - len(failed) / len(cases), "\n".join(failed)
+
     def failures(self, cases: list[Case]) -> list[str]:
         """moksori's misread cases, one line each (class, input, output, expected): what the
         reading tests assert on and print."""
