@@ -182,6 +182,29 @@ _NUMBERING_AFTER_BEON = re.compile(
 )
 # 24시 편의점: a name for "open all day", said 이십사 시.
 _ALL_DAY = re.compile(r"\s*(?:편의점|마트|매장|영업|상담|센터|콜센터|병원|약국|사우나|찜질방|식당)")
+# 분 counts people (손님 네 분, 4분 예약) after a word for people or before what is said of
+# guests; minutes (4분 뒤) otherwise.
+_PEOPLE_BEFORE_BUN = re.compile(
+    r"(?:손님|고객|어르신|선생님|부모님|어른|가족|일행|승객|관객|환자)(?:은|는|이|가)?\s?$"
+)
+_PEOPLE_AFTER_BUN = re.compile(
+    r"\s?(?:예약|이서|께서|께|모두|이 오시|이 오셨|이 계시|이 계셨|이 방문|이세요|이신가요|이시죠)"
+)
+# 대 counts machines after one of these (차량 30대 서른 대, 노트북을 2대 두 대) ...
+_MACHINES_BEFORE_DAE = re.compile(
+    r"(?:차량|차|자동차|승용차|버스|택시|트럭|화물차|오토바이|자전거|비행기|항공기|여객기|전투기|"
+    r"헬기|드론|열차|기차|노트북|컴퓨터|PC|태블릿|휴대폰|스마트폰|TV|텔레비전|카메라|모니터|"
+    r"프린터|서버|로봇|기계|장비|에어컨|냉장고|세탁기|엘리베이터|탱크|구급차|소방차|순찰차|"
+    r"경찰차|굴착기|크레인)(?:은|는|이|가|을|를|도)?\s?$"
+)
+# ... and ranks "the N great" before one of these or after a scope (세계 3대 영화제 삼 대,
+# 4대 보험 사 대); a round ten alone is an age (30대 삼십 대).
+_RANKED_AFTER_DAE = re.compile(
+    r"\s?(?:영화제|뉴스|은행|시중은행|보험|그룹|기업|재벌|주주|천왕|강국|도시|명절|과제|원칙|"
+    r"요소|악재|메이저|거래소|성인병|질환|문명|명산|사찰|일간지|신문|방송사|이동통신사|금융지주|"
+    r"지주|대회|명소|폭포|기적|국정과제|개혁|권역|광역시|의무|범죄|적폐)"
+)
+_RANK_SCOPE_BEFORE_DAE = re.compile(r"(?:세계|국내|아시아|유럽|역대|전국|국내외|세계적)\s?$")
 
 CURRENCY_SIGNS = {"₩": "원", "$": "달러", "€": "유로", "¥": "엔", "£": "파운드"}
 CURRENCY_WORDS = {"USD": "달러", "KRW": "원", "EUR": "유로", "JPY": "엔", "CNY": "위안"}
@@ -354,6 +377,8 @@ LOANWORDS = {
     "app": "앱",
     "blog": "블로그",
     "shop": "숍",
+    "store": "스토어",  # g2pK's English dictionary drops the r: 스토
+    "score": "스코어",
     "news": "뉴스",
     "mail": "메일",
     "cafe": "카페",
@@ -443,7 +468,8 @@ _COUNTER_WORDS = sorted(NATIVE_COUNTERS | SINO_COUNTERS, key=len, reverse=True)
 def cardinal(number: str, text: str, end: int, before: str = "") -> str:
     """``number`` (digits, maybe comma-grouped) read as the word after it in ``text`` needs:
     native before a native counter (12명 -> 열두), Sino otherwise; 6월 -> 유월, 10월 -> 시월;
-    N대 is an age (50대 -> 오십) when N is a round ten and a count of cars otherwise."""
+    N대 counts machines, ranks (3대 영화제) or is an age (50대 -> 오십); N분 is minutes or
+    people. ``before`` is the text just before the number (a few words)."""
     value = _int(number)
     counter = _counter_at(text, end)
     if counter == "월" and value in (6, 10):
@@ -451,8 +477,18 @@ def cardinal(number: str, text: str, end: int, before: str = "") -> str:
     after = len(text) - len(text[end:].lstrip(" ")) + len(counter)
     if counter == "번째" and value == 1:
         return "첫"
-    if counter == "대" and (value % 10 == 0 or re.match(r"대\s?\d", text[after - 1 :])):
+    if counter == "대" and _MACHINES_BEFORE_DAE.search(before) and native(value):
+        return native(value) or ""
+    if counter == "대" and (
+        value % 10 == 0
+        or re.match(r"대\s?\d", text[after - 1 :])
+        or _RANKED_AFTER_DAE.match(text, after)
+        or _RANK_SCOPE_BEFORE_DAE.search(before)
+    ):
         return sino(value)
+    people = _PEOPLE_BEFORE_BUN.search(before) or _PEOPLE_AFTER_BUN.match(text, after)
+    if counter == "분" and people:
+        return native(value) or sino(value)
     if counter == "번" and (before.endswith("제") or _NUMBERING_AFTER_BEON.match(text, after)):
         return sino(value)
     if counter == "시" and value == 24 and _ALL_DAY.match(text, after):
@@ -468,7 +504,7 @@ def cardinal(number: str, text: str, end: int, before: str = "") -> str:
 
 _URL = re.compile(
     r"(?:https?://)?(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|kr|io|co|go|ai)"
-    r"(?:\.[a-z]{2})?(?:/[\w\-./?=&%]*)?(?![A-Za-z])|https?://\S+"
+    r"(?:\.[a-z]{2})?(?:/[A-Za-z0-9_\-./?=&%]*)?(?![A-Za-z])|https?://[^\s가-힣]+"
 )
 _EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _PHONE = re.compile(
@@ -495,16 +531,18 @@ _SCORE = re.compile(
     r"(?<![\d-])(\d{1,2})-(\d{1,2})(?![\d-])(?=\s?(?:으로|로)?\s?"
     r"(?:이겼|꺾|승리|패|졌|비겼|앞서|앞섰|뒤지|뒤졌|역전|완승|완패|대승|대패|무승부|끝났|승))"
 )
-# 1+1, 2+1 on a shop offer are said in English: 원 플러스 원, 투 플러스 원.
+# 1+1, 2+1 on a shop offer are said in English: 원 플러스 원, 투 플러스 원 (an offer is
+# named or is what something "is": 2+1이에요; 1+1은 2 stays arithmetic).
 _PROMOTION = re.compile(
-    r"(?<![\d.])([1-3])\+([1-3])(?![\d=])(?=\s?(?:행사|이벤트|상품|할인|특가|증정|혜택|세일|제품))"
+    r"(?<![\d.])([1-3])\+([1-3])(?![\d=])"
+    r"(?=\s?(?:행사|이벤트|상품|할인|특가|증정|혜택|세일|제품|이에요|입니다|이야|이래|이네|이었|짜리))"
 )
 _ENGLISH_DIGITS = {"1": "원", "2": "투", "3": "쓰리"}
 # The end of a date range written without its year: 2025.07.01~07.31 -> …에서 칠월 삼십일 일.
 _DATE_RANGE_END = re.compile(
     r"(?<=일)\s?[~〜～]\s?(1[0-2]|0?[1-9])\.(3[01]|[12]\d|0?[1-9])\.?(?![\d.])"
 )
-_RATIO = re.compile(r"(?<![\d:])(\d+)\s?:\s?(\d+)(?![\d:])")
+_RATIO = re.compile(r"(?<![\d:.])(\d+(?:\.\d+)?)\s?:\s?(\d+(?:\.\d+)?)(?![\d:])")
 _RANGE = re.compile(rf"({_NUMBER}(?:\.\d+)?)\s?([^\s\d~]*?)\s?[~〜～]\s?({_NUMBER}(?:\.\d+)?)")
 # Two adjacent small numbers before one counter are one approximate numeral, as the
 # 표준국어대사전 (NIKL) lists them: native 한두, 두세, 서너, 네댓, 대여섯, 예닐곱, 일여덟,
@@ -512,19 +550,21 @@ _RANGE = re.compile(rf"({_NUMBER}(?:\.\d+)?)\s?([^\s\d~]*?)\s?[~〜～]\s?({_NUM
 # (2~3일 이삼 일, 5~6년 오륙 년) and tens 이삼십 … 팔구십 (20~30대 이삼십 대). 4~5 has two
 # standard forms, 너덧 and 네댓 (네댓 is taken: it keeps 네 of 네 명). 10~20 stays 십에서 이십:
 # 일이십 could not be confirmed as a headword beside 이삼십 … 팔구십, and is seldom said
-# (열 명에서 스무 명, 십 분에서 이십 분 are). Only a quantity is fused: a clock
-# hour (2~3시), a month (5~6월), a date (7월 2~3일), a floor, a number (2~3번 출구) or a
-# chapter (제2~3조) keeps "A에서 B" (_RANGE); so do other spans (2~5개, 10~15도). A hyphen
-# (2-3개) counts only with the counter glued on; ~ may have spaces around it.
+# (열 명에서 스무 명, 십 분에서 이십 분 are). Quantities are fused, and so are magnitudes
+# (2~3만 원 이삼만 원) and numbered places said together (2~3번 출구 이삼 번 출구); a clock
+# hour (2~3시), a month (5~6월), a date (7월 2~3일), a floor or a chapter (제2~3조) keeps
+# "A에서 B" (_RANGE), and so do other spans (2~5개, 10~15도, 2~5만 원 이만에서 오만 원). A
+# hyphen (2-3개) counts only with the counter glued on; ~ may have spaces around it.
 _NATIVE_APPROXIMATE = ["", "한두", "두세", "서너", "네댓", "대여섯", "예닐곱", "일여덟", "엳아홉"]
 # 오륙, not 오육: the dictionary's headwords keep the ㄹ of 六 inside the word (오륙, 오륙십).
 _SINO_APPROXIMATE = ["", "일이", "이삼", "삼사", "사오", "오륙", "육칠", "칠팔", "팔구"]
 _NOT_COUNTING_NATIVE = frozenset(["시", "번째", "째"])
 
 
-# 12/31: a date when the second number cannot be a month and the first can (1/2 and 3/4
-# stay fractions; a denominator from 13 to 31 is rare, a day often).
-_MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(1[3-9]|2\d|3[01])(?![\d/])")
+# 12/31, 5/5, 3/2(월): a date when the first number can be a month and the second a day, unless
+# it reads as a proper fraction (1/2, 3/4, 5/8: a numerator below a denominator up to 12) with
+# no weekday after it. A denominator from 13 to 31 is rare, a day often; so is a fraction >= 1.
+_MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(3[01]|[12]\d|0?[1-9])(?![\d/])")
 _GENERATION = re.compile(r"(?<![\w.])([3-6])G(?![A-Za-z0-9])")  # 5G 파이브지: said in English
 _GENERATIONS = {"3": "쓰리", "4": "포", "5": "파이브", "6": "식스"}
 # What is left of a range between words (서울~부산, 10:00~22:00 once read) is 에서.
@@ -546,7 +586,7 @@ _APPROXIMATE = re.compile(
     rf"(?:\s?({_UNIT_NAMES})(?![A-Za-z]))?"
 )
 _LATIN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
-_SYMBOL = re.compile(r"(?<=[\w)])\s?([&+=×÷])\s?(?=[\w(])|(?<=[A-Za-z])(\+)(?!\w)")
+_SYMBOL = re.compile(r"(?<=[\w)])\s?([&+=×÷])\s?(?=[\w(])|(?<=[A-Za-z])(\+\+?)(?![A-Za-z0-9+])")
 _HASHTAG = re.compile(r"(?<!\w)#(?=[^\W\d_])")  # #맛집: 해시태그 맛집
 _HANJA = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
@@ -615,16 +655,29 @@ def _dotted_day(match: re.Match[str]) -> str:
 
 
 def _ratio(match: re.Match[str]) -> str:
-    return f"{sino(int(match[1]))} 대 {sino(int(match[2]))}"
+    return f"{_amount(match[1])} 대 {_amount(match[2])}"
+
+
+def _amount(number: str) -> str:
+    """A plain number, whole or decimal (1.2 -> 일 점 이), in Sino-Korean."""
+    whole, _, fraction = number.partition(".")
+    return decimal(whole, fraction) if fraction else sino(_int(whole))
 
 
 def _range(match: re.Match[str]) -> str:
     """2~3일 -> 2일에서 3일 (NIKL: 물결표 is read 에서 or 부터 ... 까지); the counter repeated
     so each number is read for it. Without a counter it is just 2에서 3."""
     first, between, second = match[1], match[2], match[3]
-    counter = _counter_at(match.string, match.end()) or _unit_at(match.string, match.end())
+    text, end = match.string, match.end()
+    counter = _counter_at(text, end) or _unit_at(text, end)
     if between and between not in _CURRENCY_AND_UNITS:
         return match[0]
+    magnitude = _MAGNITUDE_AHEAD.match(text, end)
+    if not (between or counter) and magnitude:  # 2~5만 원: 이만에서 오만 원
+        return f"{first}{magnitude[1]}에서 {second}"
+    after = len(text) - len(text[end:].lstrip(" ")) + len(counter)
+    if counter == "번" and "." not in first and _NUMBERING_AFTER_BEON.match(text, after):
+        return f"{sino(_int(first))}번에서 {second}"  # 2~5번 출구: numbers, not times
     return f"{first}{between or counter}에서 {second}"
 
 
@@ -637,17 +690,20 @@ def _approximate(match: re.Match[str]) -> str:
     glued = end < len(text) and not text[end].isspace()
     counter = unit or _counter_at(text, end)
     after = len(text) - len(text[end:].lstrip(" ")) + len(counter)
+    magnitude = not counter and _MAGNITUDE_AHEAD.match(text, end)  # 2~3만 원: 이삼만 원
+    numbering = counter == "번" and _NUMBERING_AFTER_BEON.match(text, after)  # 이삼 번 출구
     if (
-        not counter
+        not (counter or magnitude)
         or (match[2] == "-" and not glued)
         or unit in _KMH
         or text[: match.start()].endswith("제")
         or (counter == "일" and re.search(r"월\s?$", text[: match.start()]))
-        or (counter == "번" and _NUMBERING_AFTER_BEON.match(text, after))
     ):
         return match[0]
-    native_counter = counter in NATIVE_COUNTERS and counter not in _NOT_COUNTING_NATIVE
-    counts = native_counter or counter in SINO_QUANTITIES or unit is not None
+    native_counter = (
+        counter in NATIVE_COUNTERS and counter not in _NOT_COUNTING_NATIVE and not numbering
+    )
+    counts = native_counter or numbering or magnitude or counter in SINO_QUANTITIES or unit
     if not counts:
         return match[0]
     if second == first + 1 < 10:
@@ -658,9 +714,10 @@ def _approximate(match: re.Match[str]) -> str:
         return match[0]
     if unit:
         return f"{word} {UNITS[unit]}"
-    return f"{word} "
+    return word if magnitude else f"{word} "
 
 
+_MAGNITUDE_AHEAD = re.compile(r"([십백천]?[만억조]|[천백])(?!각)")
 _CURRENCY_AND_UNITS = set(UNITS) | set(NATIVE_COUNTERS) | set(SINO_COUNTERS) | {"만", "억"}
 
 
@@ -670,7 +727,10 @@ def _unit_at(text: str, start: int) -> str:
 
 
 def _month_day(match: re.Match[str]) -> str:
-    return f"{cardinal(match[1], '월', 0)}월 {sino(int(match[2]))}일"
+    month, day = int(match[1]), int(match[2])
+    if month < day <= 12 and not re.match(r"\s?\([월화수목금토일]\)", match.string[match.end() :]):
+        return match[0]
+    return f"{cardinal(match[1], '월', 0)}월 {sino(day)}일"
 
 
 def _fraction(match: re.Match[str]) -> str:
@@ -723,7 +783,7 @@ def _topic(word: str) -> str:
 
 
 def _number(match: re.Match[str]) -> str:
-    before = match.string[max(0, match.start() - 1) : match.start()]
+    before = match.string[max(0, match.start() - 12) : match.start()]
     if match[2]:
         return decimal(match[1], match[2])
     return cardinal(match[1], match.string, match.end(), before)
@@ -764,8 +824,8 @@ def _latin(match: re.Match[str]) -> str:
 
 
 def _symbol(match: re.Match[str]) -> str:
-    if match[2]:  # A+ 학점: glued to the letter
-        return SYMBOLS["+"]
+    if match[2]:  # A+ 학점, C++: glued to the letter
+        return " ".join(SYMBOLS["+"] for _ in match[2])
     return f" {SYMBOLS[match[1]]} "
 
 

@@ -49,6 +49,7 @@ def glow_tts(
     nan_letters: str = "",
     frames_per_token: float = 0.0,
     audio: dict | None = None,
+    punctuation: str = PUNCTUATION,
 ) -> None:
     """Write a ~0.5 M-parameter Glow-TTS checkpoint and its config, loadable by Synthesizer.
 
@@ -57,7 +58,10 @@ def glow_tts(
     overflowed in half precision does) and works on the rest. ``frames_per_token`` > 0 makes
     the duration predictor give every token that many frames (times ``length_scale``), so the
     speaking rate visibly changes the length (a random one predicts ~0 frames, clamped to 1).
-    ``audio`` replaces the tiny voices' 16 kHz audio settings (e.g. with the demo voices')."""
+    ``audio`` replaces the tiny voices' 16 kHz audio settings (e.g. with the demo voices');
+    ``punctuation`` is what the voice knows beside ``letters`` (without a space, the normalizer
+    drops spaces for it). Inference draws no noise (``inference_noise_scale`` 0, stated rather
+    than left to Coqui's default): the same text gives the same samples."""
     import torch
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
     from TTS.tts.configs.shared_configs import BaseAudioConfig
@@ -66,7 +70,8 @@ def glow_tts(
     torch.manual_seed(step)
     config = GlowTTSConfig(
         audio=BaseAudioConfig(**(audio or _audio(griffin_lim_iters))),
-        characters=grapheme_characters(letters, PUNCTUATION),
+        characters=grapheme_characters(letters, punctuation),
+        inference_noise_scale=0.0,
         text_cleaner=None,
         use_phonemes=False,
         add_blank=False,
@@ -240,4 +245,26 @@ def build_fault_repository(root: Path) -> Path:
     _manifest(fast, {"id": 1, "name": "Fast", "version": "1", "tts": tts, "vocoder": vocoder})
     _manifest(slow, {"id": 2, "name": "Slow", "version": "1", "tts": tts})
     _manifest(fragile, {"id": 3, "name": "Fragile", "version": "1", "tts": tts, "vocoder": vocoder})
+    return root
+
+
+def build_reading_repository(root: Path) -> Path:
+    """Two identical voices for the end-to-end reading test (members 1 and 2, the same seed):
+    precomposed syllables with no space or punctuation, so only the syllables read decide the
+    audio (as in the reading scorer, bench/reading.py), HiFi-GAN, and Glow-TTS without
+    sampling noise, so the same syllables give the same samples on either member."""
+    for member in (1, 2):
+        folder = root / "voices" / f"reader-{member}"
+        glow_tts(folder / "glow.pth", folder / "glow.json", SYLLABLES, punctuation="")
+        hifigan(folder / "hifigan.pth", folder / "hifigan.json")
+        _manifest(
+            folder,
+            {
+                "id": member,
+                "name": f"Reader {member}",
+                "version": "1",
+                "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
+                "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json"},
+            },
+        )
     return root
