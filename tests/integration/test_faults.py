@@ -152,6 +152,12 @@ def stored_objects(stack: Stack) -> set[str]:
     return {key_of(str(p)) for p in media.rglob("*.wav") if p.is_file()}
 
 
+def objects_of(status: dict[str, Any]) -> set[str]:
+    """The keys a done job's audio is stored under: its own object and, for a text of several
+    sentences, each sentence's (some may have been stored by earlier texts)."""
+    return {key_of(status["url"]), *(key_of(s["url"]) for s in status.get("sentences", []))}
+
+
 def key_of(url: str) -> str:
     """The object key in a media URL or a signed GCS URL (without its query)."""
     path = urlsplit(url).path
@@ -206,7 +212,7 @@ def test_pool_process_killed_mid_synthesis(stack: Stack) -> None:
     os.kill(pid, signal.SIGKILL)
     status = stack.wait_final(job_id)
     assert status["status"] == "done", status
-    assert stored_objects(stack) - before == {key_of(status["url"])}
+    assert stored_objects(stack) - before == objects_of(status) - before
     assert requests.get(status["url"], timeout=10).content[:4] == b"RIFF"
     assert stack.syntheses(key_of(status["url"])) == 1  # the killed attempt never finished
     assert f"job {job_id} delivered again (delivery 2)" in stack.worker.output()
@@ -233,7 +239,7 @@ def test_whole_worker_killed_mid_synthesis(stack: Stack) -> None:
     stack.restart_worker()
     status = stack.wait_final(job_id)
     assert status["status"] == "done", status
-    assert stored_objects(stack) - before == {key_of(status["url"])}
+    assert stored_objects(stack) - before == objects_of(status) - before
     assert stack.syntheses(key_of(status["url"])) == 1
     report.record(
         "worker crash",
@@ -429,7 +435,7 @@ def test_same_job_delivered_twice(stack: Stack) -> None:
         time.sleep(0.1)
     status = stack.wait_final(job_id)
     assert status["status"] == "done"
-    assert stored_objects(stack) - before == {key_of(status["url"])}
+    assert stored_objects(stack) - before == objects_of(status) - before
     assert stack.syntheses(key_of(status["url"])) == 1
     report.record(
         "duplicate delivery",
@@ -810,7 +816,8 @@ def test_job_longer_than_the_consumer_timeout(fault_voices: Path, tmp_path: Path
             {"member_id": FAST, "text": "시간 초과 뒤에도 일합니다."}, wait=60, timeout=70
         )
         assert ok.json().get("status") == "done", ok.text + stack.logs_tail()
-        assert stored_objects(stack) - before == {key_of(status["url"]), key_of(ok.json()["url"])}
+        made = objects_of(status) | {key_of(ok.json()["url"])}
+        assert stored_objects(stack) - before == made - before
         assert stack.syntheses(key_of(status["url"])) == 1
         assert stack.worker.proc.poll() is None  # the restarted worker survived the timeout
     finally:
