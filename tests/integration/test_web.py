@@ -284,7 +284,7 @@ def test_errors_in_plain_words(stack: Stack, browser: webdriver.Chrome) -> None:
     assert sent == {"member_id": FRAGILE, "text": text}, f"the page sent {sent}"
     job = requests.get(f"{stack.base}/api/jobs/{last_job_id(browser)}", timeout=10).json()
     assert job["status"] == "failed", job
-    assert job["error"].startswith("The model failed on sentence 1 of 2"), job
+    assert job["error"].startswith("Sentence 1 of 2 failed"), job
     shown = error_text(browser)
     assert "The synthesis failed" in shown and job["error"] in shown
 
