@@ -2,8 +2,8 @@
 
 Plain HTML, CSS and one ES module (``api/web/``), no build step and nothing fetched from elsewhere.
 The page speaks the public API only (``GET /api/members``, ``POST /api/texts``, the job's status
-URL), so it needs an API key exactly when the API does. Asset names are looked up in a fixed
-table: a client's string never becomes a file path.
+URL and audio stream), so it needs an API key exactly when the API does. Asset names are looked
+up in a fixed table: a client's string never becomes a file path.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 // The moksori web page: pick a member, type a text, press play.
 // Speaks only the public API: GET /api/members, POST /api/texts, then the job's status URL,
 // polled with a growing delay (never faster than POLL_FIRST_MS, never slower than POLL_MAX_MS).
+// A text of several sentences is heard from its first sentence on, from the job's audio stream
+// (GET <status URL>/audio), while the polls count its sentences; see StreamedPlayback.
 
 const KEY_STORAGE = "moksori.apiKey";
 const POLL_FIRST_MS = 250;
@@ -8,6 +10,8 @@ const POLL_MAX_MS = 2000;
 const POLL_FACTOR = 1.5;
 const GIVE_UP_MS = 10 * 60 * 1000; // a job still unfinished after this is reported, not polled
 const NETWORK_RETRIES = 3; // consecutive failed status polls before the page gives up
+const LEAD_S = 0.1; // how far ahead of the clock streamed samples start after a pause in arrival
+const UNKNOWN_LENGTH = 0xffffffff; // a streamed WAV header's data size
 
 const $ = (id) => document.getElementById(id);
 const form = $("speak");
@@ -20,6 +24,10 @@ const progress = $("progress");
 const elapsed = $("elapsed");
 const errorBox = $("error");
 const audio = $("audio");
+const streamLine = $("stream");
+const streamState = $("stream-state");
+const stopButton = $("stop");
+const download = $("download");
 
 /** An API or network failure, with the API's error code when there is one. */
 class Problem extends Error {
@@ -60,6 +68,7 @@ const STATUS_WORDS = {
   running: "합성 중… / Synthesizing…",
   done: "완료 — 재생합니다. / Done — playing.",
 };
+const HEARD_WORDS = "완료 — 전체 WAV를 아래에서 다시 듣거나 내려받을 수 있습니다. / Done — replay or download the whole WAV below.";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -80,12 +89,18 @@ function saveKey(value) {
   }
 }
 
-/** Fetch a JSON answer of the API; throws a Problem for network errors and error answers. */
-async function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  headers.set("Accept", "application/json");
+/** The headers of an API request: what it accepts, and the API key when one is typed. */
+function apiHeaders(accept, extra = {}) {
+  const headers = new Headers(extra);
+  headers.set("Accept", accept);
   const key = keyInput.value.trim();
   if (key) headers.set("Authorization", `Bearer ${key}`);
+  return headers;
+}
+
+/** Fetch a JSON answer of the API; throws a Problem for network errors and error answers. */
+async function api(path, options = {}) {
+  const headers = apiHeaders("application/json", options.headers || {});
   let response;
   try {
     response = await fetch(path, { ...options, headers, cache: "no-store" });
@@ -148,8 +163,14 @@ function startProgress() {
   progress.classList.add("busy");
 }
 
-function setStatus(status) {
-  const words = STATUS_WORDS[status] || status;
+/** Show a job's state; a text of several sentences also shows how many are made. */
+function setStatus(status, view = {}) {
+  let words = STATUS_WORDS[status] || status;
+  const total = view.sentences_total;
+  if (status === "running" && Number.isInteger(total) && total > 1) {
+    const made = view.sentences_done;
+    words = `합성 중… ${made} / ${total} 문장 / Synthesizing… ${made} / ${total} sentences`;
+  }
   if (progress.textContent !== words) progress.textContent = words;
   progress.dataset.status = status;
 }
@@ -197,9 +218,217 @@ async function loadMembers() {
   }
 }
 
+// --- A text of several sentences, heard as it is made --------------------------------------
+//
+// The job's audio stream (GET /api/jobs/<id>/audio) is a chunked WAV whose header gives no
+// length; it starts once the first sentence is stored and its bytes are the job's WAV. Chromium
+// plays it progressively from an <audio src>, but an <audio> element cannot send the API key
+// (Authorization header) the page sends on every call, and MediaSource takes no WAV. A queue of
+// <audio> elements for the sentences' URLs would need no key (media URLs are open or signed)
+// but learns of each sentence only at the next poll and joins them with gaps of its own timing.
+// So the page fetches the stream like any other call (key included), reads its samples as they
+// arrive and schedules them back to back in Web Audio: what is heard is exactly the job's WAV,
+// pauses included, keys or not.
+
+let context = null; // the page's AudioContext, once Play was pressed (null without Web Audio)
+let playback = null; // the StreamedPlayback of the current job, if it has one
+
+/** Make or resume the page's AudioContext (call it in the click on Play). */
+function wakeAudio() {
+  try {
+    context ??= new AudioContext();
+    context.resume().catch(() => {}); // also after a suspend() still under way
+  } catch {
+    context = null; // no Web Audio: the whole WAV plays when the job is done, as for one sentence
+  }
+}
+
+function stopPlayback() {
+  if (playback) playback.stop();
+  playback = null;
+}
+
+/** Reads a 16-bit PCM WAV as it arrives: its header once, then its samples. */
+class WavReader {
+  constructor() {
+    this.pending = new Uint8Array(0); // bytes not used yet: a header still partial, or part of a frame
+    this.format = null; // { channels, rate } once the header is read
+    this.left = Infinity; // data bytes still to come (a streamed header gives no length)
+  }
+
+  /** The samples in `bytes` (after what was pending) as one Float32Array per channel, or null. */
+  push(bytes) {
+    let data = joined(this.pending, bytes);
+    if (!this.format) {
+      const start = this.header(data);
+      if (start === null) {
+        this.pending = data;
+        return null;
+      }
+      data = data.subarray(start);
+    }
+    if (data.length > this.left) data = data.subarray(0, this.left);
+    const { channels } = this.format;
+    const frames = Math.floor(data.length / (2 * channels));
+    const used = frames * 2 * channels;
+    this.pending = data.slice(used);
+    this.left -= used;
+    if (!frames) return null;
+    const view = new DataView(data.buffer, data.byteOffset, used);
+    const samples = Array.from({ length: channels }, () => new Float32Array(frames));
+    for (let frame = 0, at = 0; frame < frames; frame++) {
+      for (let channel = 0; channel < channels; channel++, at += 2) {
+        samples[channel][frame] = view.getInt16(at, true) / 32768;
+      }
+    }
+    return samples;
+  }
+
+  /** Where the samples start in `data` once its header is whole (null until then); throws on
+   * a file that is not a 16-bit PCM WAV. */
+  header(data) {
+    if (data.length < 12) return null;
+    if (ascii(data, 0) !== "RIFF" || ascii(data, 8) !== "WAVE") throw new Error("not a WAV");
+    const view = new DataView(data.buffer, data.byteOffset, data.length);
+    let format = null;
+    for (let at = 12; at + 8 <= data.length; ) {
+      const id = ascii(data, at);
+      const size = view.getUint32(at + 4, true);
+      if (id === "data") {
+        if (!format) throw new Error("WAV data before its format");
+        this.format = format;
+        if (size !== UNKNOWN_LENGTH && size !== 0) this.left = size;
+        return at + 8;
+      }
+      const next = at + 8 + size + (size % 2);
+      if (next > data.length) return null;
+      if (id === "fmt ") {
+        const tag = view.getUint16(at + 8, true);
+        const channels = view.getUint16(at + 10, true);
+        const bits = view.getUint16(at + 22, true);
+        if (tag !== 1 || bits !== 16 || !channels) throw new Error("not 16-bit PCM");
+        format = { channels, rate: view.getUint32(at + 12, true) };
+      }
+      at = next;
+    }
+    return null;
+  }
+}
+
+function joined(first, second) {
+  if (!first.length) return second;
+  const both = new Uint8Array(first.length + second.length);
+  both.set(first);
+  both.set(second, first.length);
+  return both;
+}
+
+function ascii(bytes, at) {
+  return String.fromCharCode(...bytes.subarray(at, at + 4));
+}
+
+/** A job's audio stream played while it arrives. The line under the progress shows its state
+ * (data-state: waiting, playing, ended, stopped or unavailable; data-heard: seconds heard).
+ * When the stream cannot be had (no free streaming slot, a network error), the page simply
+ * offers the whole WAV when the job is done; the job's own failure is reported by the polls. */
+class StreamedPlayback {
+  constructor(audioContext, url) {
+    this.context = audioContext;
+    this.output = audioContext.createGain();
+    this.output.connect(audioContext.destination);
+    this.sources = new Set();
+    this.aborter = new AbortController();
+    this.first = null; // context time the first samples start at
+    this.end = 0; // context time the samples scheduled so far end at
+    this.complete = false; // the stream has ended: nothing more will be scheduled
+    this.state = "waiting";
+    this.show("첫 문장을 기다리는 중… / Waiting for the first sentence…");
+    this.ticker = setInterval(() => this.tick(), 100);
+    this.read(url);
+  }
+
+  /** Whether any audio of the stream was scheduled (it is playing, or has played). */
+  get started() {
+    return this.first !== null;
+  }
+
+  async read(url) {
+    try {
+      const response = await fetch(url, {
+        headers: apiHeaders("audio/wav"),
+        cache: "no-store",
+        signal: this.aborter.signal,
+      });
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      const reader = response.body.getReader();
+      const wav = new WavReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const samples = wav.push(value);
+        if (samples) this.schedule(samples, wav.format.rate);
+      }
+    } catch (err) {
+      if (this.state === "stopped") return;
+      console.warn("moksori: the audio stream ended early:", err);
+      if (!this.started) this.finish("unavailable");
+    }
+    this.complete = true;
+  }
+
+  schedule(samples, rate) {
+    if (this.state === "stopped") return;
+    const buffer = this.context.createBuffer(samples.length, samples[0].length, rate);
+    samples.forEach((channel, index) => buffer.copyToChannel(channel, index));
+    const source = this.context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(this.output);
+    const at = Math.max(this.end, this.context.currentTime + LEAD_S); // back to back, or after a gap
+    source.start(at);
+    source.addEventListener("ended", () => this.sources.delete(source));
+    this.sources.add(source);
+    if (this.first === null) this.first = at;
+    this.end = at + buffer.duration;
+  }
+
+  tick() {
+    if (this.first === null) return;
+    const now = this.context.currentTime;
+    const heard = Math.max(0, Math.min(now, this.end) - this.first);
+    if (heard > 0) {
+      const seconds = heard.toFixed(1);
+      this.state = "playing";
+      streamLine.dataset.heard = seconds;
+      this.show(`▶ 준비된 문장부터 재생 중 (${seconds} 초) / Playing what is ready (${seconds} s)`);
+    }
+    if (this.complete && now >= this.end) this.finish("ended");
+  }
+
+  show(words) {
+    streamLine.dataset.state = this.state;
+    if (streamState.textContent !== words) streamState.textContent = words;
+    streamLine.hidden = false;
+  }
+
+  stop() {
+    if (["waiting", "playing"].includes(this.state)) this.finish("stopped");
+  }
+
+  finish(state) {
+    this.state = state;
+    clearInterval(this.ticker);
+    this.aborter.abort();
+    for (const source of this.sources) source.stop();
+    this.output.disconnect();
+    streamLine.dataset.state = state;
+    streamLine.hidden = true;
+    this.context.suspend().catch(() => {}); // resumed by the next click on Play
+  }
+}
+
 // --- A job: submit, follow, play --------------------------------------------------------------
 
-async function follow(statusUrl) {
+async function follow(statusUrl, onView) {
   const deadline = performance.now() + GIVE_UP_MS;
   let delay = POLL_FIRST_MS;
   let failures = 0;
@@ -220,7 +449,7 @@ async function follow(statusUrl) {
       throw problem;
     }
     if (body.status === "done" || body.status === "failed") return body;
-    setStatus(body.status);
+    onView(body);
   }
   throw new Problem(0, "gave_up", `${GIVE_UP_MS / 60000} min`);
 }
@@ -237,17 +466,30 @@ async function speak() {
     body: JSON.stringify({ member_id: Number(memberId), text }),
   });
   let result = body;
+  let stream = null; // this job's StreamedPlayback, once it is known to have several sentences
   if (body.status !== "done" && body.status !== "failed") {
     setStatus(body.status || "queued");
     const statusUrl = response.headers.get("Location") || body.status_url;
     if (!statusUrl) throw new Problem(response.status, "bad_answer", "no status URL");
-    result = await follow(statusUrl);
+    result = await follow(statusUrl, (view) => {
+      setStatus(view.status, view);
+      if (!stream && context && view.status === "running" && view.sentences_total > 1) {
+        stream = playback = new StreamedPlayback(context, `${statusUrl}/audio`);
+      }
+    });
   }
   if (result.status === "failed") throw new Problem(200, "job_failed", result.error || "");
   if (!result.url) throw new Problem(200, "bad_answer", "no audio URL");
   setStatus("done");
   audio.src = result.url;
   audio.load();
+  download.href = result.url;
+  download.hidden = false;
+  if (stream && (stream.started || stream.state === "stopped")) {
+    progress.textContent = HEARD_WORDS; // heard (or stopped) from the stream: not played twice
+    return;
+  }
+  stopPlayback(); // nothing of the stream arrived in time: the whole WAV plays instead
   audio.play().catch(() => {
     // Autoplay refused (the click is too long ago): the player's own button still works.
     progress.textContent = "완료 — ▶ 버튼으로 재생하세요. / Done — press play on the player.";
@@ -260,12 +502,19 @@ form.addEventListener("submit", async (event) => {
   clearError();
   playButton.disabled = true;
   form.setAttribute("aria-busy", "true");
+  stopPlayback();
+  wakeAudio(); // here, in the click: browsers let a page start sound only from a gesture
   audio.removeAttribute("src");
   audio.load();
+  download.hidden = true;
+  download.removeAttribute("href");
+  delete streamLine.dataset.state; // the last job's
+  delete streamLine.dataset.heard;
   startProgress();
   try {
     await speak();
   } catch (problem) {
+    stopPlayback();
     setStatus("error");
     progress.textContent = "";
     showError(problem instanceof Problem ? problem : new Problem(0, "bad_answer", String(problem)));
@@ -275,6 +524,9 @@ form.addEventListener("submit", async (event) => {
     form.removeAttribute("aria-busy");
   }
 });
+
+audio.addEventListener("play", stopPlayback); // the whole WAV replaces the stream's playback
+stopButton.addEventListener("click", stopPlayback);
 
 audio.addEventListener("error", () => {
   if (!audio.getAttribute("src")) return; // cleared on purpose before a new job

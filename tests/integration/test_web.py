@@ -1,6 +1,7 @@
 """The web page at ``/`` in headless Chromium (Debian's ``chromium`` and ``chromedriver``, driven
 by Selenium), against a real worker and the API under gunicorn: a sentence typed and played
-ends in a playable <audio>, a slow job shows its progress, and errors read in plain words.
+ends in a playable <audio>, a slow job shows its progress, a long text is heard from its first
+sentence on, and errors read in plain words.
 
 Selenium is given the driver and the browser binary, so selenium-manager never downloads
 anything; the flags keep Chromium off the network (this machine has none).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import time
 import uuid
@@ -130,6 +132,17 @@ def speak(driver: webdriver.Chrome, member_id: int, text: str) -> None:
     driver.find_element(By.ID, "play").click()
 
 
+def enter_key(driver: webdriver.Chrome) -> None:
+    """Type the API key in its field, which the page opens when the API asks for one, and leave
+    the field (that commits it); wait for the member list it opens."""
+    key = driver.find_element(By.ID, "api-key")
+    wait_until(driver, key.is_displayed, timeout=30)
+    key.send_keys(API_KEY)
+    driver.find_element(By.ID, "text").click()
+    select = driver.find_element(By.ID, "member")
+    wait_until(driver, lambda: select.get_attribute("data-loaded") == "true", timeout=30)
+
+
 def error_text(driver: webdriver.Chrome) -> str:
     box = driver.find_element(By.ID, "error")
     return wait_until(driver, lambda: box.text, timeout=60)
@@ -143,6 +156,9 @@ def unique(text: str) -> str:
     ("…육 하늘이" -> "…유카느리"), which changes the text itself (for about 1 number in 5)."""
     return f"{text} {int.from_bytes(os.urandom(3), 'big')}."
 
+
+# The progress of a text of several sentences while it is made.
+SENTENCES_MADE = re.compile(r"합성 중… (\d+) / (\d+) 문장 / Synthesizing… \1 / \2 sentences")
 
 # Installed in the page once loaded: every request body the page sends, kept in order.
 RECORD_REQUESTS = """
@@ -162,12 +178,16 @@ def last_sent(driver: webdriver.Chrome) -> dict[str, Any]:
     return bodies[-1]
 
 
+# The page's status polls, in the order they started (not its reads of a job's audio stream).
+STATUS_POLLS = """
+return performance.getEntriesByType('resource')
+    .filter(e => e.name.includes('/api/jobs/') && !e.name.endsWith('/audio'))
+"""
+
+
 def last_job_id(driver: webdriver.Chrome) -> str:
     """The id of the last job the page followed, from its status polls."""
-    polls = driver.execute_script(
-        "return performance.getEntriesByType('resource')"
-        ".map(e => e.name).filter(n => n.includes('/api/jobs/'))"
-    )
+    polls = driver.execute_script(STATUS_POLLS + ".map(e => e.name)")
     assert polls, "the page polled no job"
     return polls[-1].rsplit("/", 1)[-1]
 
@@ -226,8 +246,9 @@ def test_typed_sentence_plays(stack: Stack, browser: webdriver.Chrome) -> None:
 
 
 def test_slow_job_shows_progress(stack: Stack, browser: webdriver.Chrome) -> None:
-    """While a slow synthesis runs the page says it is synthesizing and counts the seconds,
-    and it polls the job with a growing delay (never hammering), then plays the audio."""
+    """While a slow synthesis runs the page says it is synthesizing, counts the sentences made
+    and the seconds, and it polls the job with a growing delay (never hammering), then offers
+    the audio."""
     open_page(browser, stack.base)
     sentences = " ".join(f"바다와 구름을 {n}번 봅니다." for n in range(1, 5))
     speak(browser, SLOW, unique(sentences))
@@ -241,17 +262,57 @@ def test_slow_job_shows_progress(stack: Stack, browser: webdriver.Chrome) -> Non
         seen.add(messages["progress"])
         elapsed.add(messages["elapsed"])
         time.sleep(0.05)
-    assert "합성 중… / Synthesizing…" in seen, seen
+    counts = {m.groups() for text in seen if (m := SENTENCES_MADE.fullmatch(text))}
+    assert len(counts) >= 2 and {total for _, total in counts} == {"5"}, seen  # it counted up
     assert any(text.endswith("s elapsed") and not text.startswith("0.0") for text in elapsed)
 
-    polls = browser.execute_script(
-        "return performance.getEntriesByType('resource')"
-        ".filter(e => e.name.includes('/api/jobs/')).map(e => e.startTime)"
-    )
+    polls = browser.execute_script(STATUS_POLLS + ".map(e => e.startTime)")
     assert len(polls) >= 2, polls
     gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
     assert min(gaps) >= 200, gaps  # the first delay is 250 ms, and it only grows
     assert max(gaps) <= 4000, gaps  # capped at 2 s, plus the time each answer takes
+
+
+def test_long_text_plays_from_its_first_sentence(
+    stack: Stack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """With API keys on, a text of six sentences for the slow voice is heard in the page while
+    its later sentences are still being made (the page reads the job's audio stream with its
+    key, which an <audio src> could not send), all of it; then the page offers the whole WAV."""
+    api, base = start_api({**stack.env, "MOKSORI_API_KEYS": API_KEY}, tmp_path)
+    key = {"Authorization": f"Bearer {API_KEY}"}
+    try:
+        browser.get(base + "/")
+        enter_key(browser)
+        sentences = " ".join(f"하루에 {n}번 웃어요." for n in range(1, 6))
+        speak(browser, SLOW, unique(sentences))
+
+        line = browser.find_element(By.ID, "stream")
+        wait_until(browser, lambda: float(line.get_attribute("data-heard") or 0) > 0, timeout=120)
+        job_id = last_job_id(browser)
+        running = requests.get(f"{base}/api/jobs/{job_id}", headers=key, timeout=10).json()
+        assert running["status"] == "running", running
+        assert running["sentences_done"] < running["sentences_total"] == 6, running
+        assert SENTENCES_MADE.fullmatch(browser.find_element(By.ID, "progress").text)
+        assert line.is_displayed() and line.get_attribute("data-state") == "playing"
+
+        whole = browser.find_element(By.ID, "download")
+        wait_until(browser, whole.is_displayed, timeout=120)
+        view = requests.get(f"{base}/api/jobs/{job_id}", headers=key, timeout=10).json()
+        assert view["status"] == "done" and view["sentences_done"] == 6, view
+        assert whole.get_attribute("href") == view["url"]
+        assert browser.execute_script("return document.getElementById('audio').src") == view["url"]
+        assert "whole WAV" in browser.find_element(By.ID, "progress").text
+        assert browser.find_element(By.ID, "error").text == ""
+
+        # Heard to its end: every sample of the job's WAV was played (gaps, where the text was
+        # made slower than it is spoken, only add to the time heard).
+        wait_until(browser, lambda: line.get_attribute("data-state") == "ended", timeout=120)
+        assert float(line.get_attribute("data-heard")) >= view["duration_s"] - 0.1, view
+        assert not line.is_displayed()
+    finally:
+        browser.execute_script("localStorage.clear()")
+        api.stop()
 
 
 def test_errors_in_plain_words(stack: Stack, browser: webdriver.Chrome) -> None:
@@ -284,7 +345,7 @@ def test_errors_in_plain_words(stack: Stack, browser: webdriver.Chrome) -> None:
     assert sent == {"member_id": FRAGILE, "text": text}, f"the page sent {sent}"
     job = requests.get(f"{stack.base}/api/jobs/{last_job_id(browser)}", timeout=10).json()
     assert job["status"] == "failed", job
-    assert job["error"].startswith("The model failed on sentence 1 of 2"), job
+    assert job["error"].startswith("Sentence 1 of 2 failed"), job
     shown = error_text(browser)
     assert "The synthesis failed" in shown and job["error"] in shown
 
@@ -353,14 +414,10 @@ def test_api_key_is_asked_for_and_kept(
     try:
         browser.get(base + "/")
         assert "needs an API key" in error_text(browser)
-        key = browser.find_element(By.ID, "api-key")
-        assert key.is_displayed()  # the key box was opened for it
-        key.send_keys(API_KEY)
-        browser.find_element(By.ID, "text").click()  # leaving the field commits it
-        select = browser.find_element(By.ID, "member")
-        wait_until(browser, lambda: select.get_attribute("data-loaded") == "true")
+        assert browser.find_element(By.ID, "api-key").is_displayed()  # opened for it
+        enter_key(browser)
         assert browser.find_element(By.ID, "error").text == ""
-        assert len(Select(select).options) == 4
+        assert len(Select(browser.find_element(By.ID, "member")).options) == 4
 
         open_page(browser, base)
         assert browser.find_element(By.ID, "member").get_attribute("data-loaded") == "true"
