@@ -202,8 +202,8 @@ def open_stream(
             "job's status and fetch its sentences.",
             headers={"Retry-After": "5"},
         )
+    source = pieces(service, job_id, deadline)
     try:
-        source = pieces(service, job_id, deadline)
         with reaching("result backend"):
             first = next(source)
         body = chunks(service, source, fmt, first)
@@ -214,6 +214,7 @@ def open_stream(
                 headers={"Retry-After": "5"},
             )
     except BaseException:
+        source.close()  # its pub/sub connection
         service.waiting.release()
         raise
 
@@ -223,6 +224,7 @@ def open_stream(
             yield from body
         finally:
             body.close()
+            source.close()
             service.waiting.release()
 
     return first, held()
