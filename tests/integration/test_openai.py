@@ -569,8 +569,10 @@ def test_a_long_text_streams_from_its_first_sentence(
         whole, _ = decoded(stored)
         assert decoded_rate == rate
         streamed_s, whole_s = len(samples) / rate, len(whole) / rate
-        # Each piece carries its encoder's delay and padding, a few frames (~0.1 s).
-        assert streamed_s == pytest.approx(whole_s, abs=0.1 * SENTENCES)
+        # Each piece carries its encoder's delay and padding (at most ~0.11 s at 16 kHz: 1105
+        # samples of delay, up to a 576-sample frame of padding), which the stored MP3's
+        # LAME frame lets the decoder trim.
+        assert whole_s <= streamed_s <= whole_s + 0.15 * SENTENCES
         match = f"decodes to {streamed_s:.2f} s (the job's MP3: {whole_s:.2f} s)"
     report.record(
         "OpenAI API",
