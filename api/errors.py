@@ -173,6 +173,19 @@ class ApiError(Exception):
         """The request field at fault (OpenAI's ``param``; shown only under ``/v1/``)."""
 
 
+def job_failure(message: str, code: str) -> ApiError:
+    """A job that ended before any of its audio could be sent (its reason and error code, as
+    :func:`api.service.failure` gives them), as the error to answer with: a code not
+    registered is a failed synthesis; a 503 says when to ask again (a lost job starts afresh
+    at once, storage needs time)."""
+    kind = ERRORS.get(code, SYNTHESIS_FAILED)
+    if kind is SYNTHESIS_FAILED:
+        return SYNTHESIS_FAILED(f"The synthesis failed: {message}")
+    if kind.status != 503:
+        return kind(message)
+    return kind(message, headers={"Retry-After": "1" if kind is JOB_LOST else "30"})
+
+
 OPENAI_PREFIX = "/v1/"
 
 

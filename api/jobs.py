@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
@@ -15,7 +14,6 @@ from api.auth import client_id
 from api.errors import (
     BODY_TOO_LARGE,
     EMPTY_TEXT,
-    ERRORS,
     INVALID_CREATED_AT,
     INVALID_JSON,
     INVALID_MEMBER_ID,
@@ -37,6 +35,7 @@ from api.errors import (
     UNSPEAKABLE_TEXT,
     UNSUPPORTED_MEDIA_TYPE,
     ApiError,
+    job_failure,
 )
 from api.openapi import (
     AUTH_ERRORS,
@@ -50,8 +49,8 @@ from api.openapi import (
     error,
 )
 from api.requestlog import bind_job
-from api.service import JobService, reaching
-from api.stream import JobEndedError, chunks, pieces
+from api.service import JobService
+from api.stream import JobEndedError, open_stream
 from api.validation import JobPath, TextQuery, TextRequest, json_body, validation_error
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api", abp_tags=[Tag(name="jobs")])
@@ -244,40 +243,11 @@ STREAM_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosnif
 def stream_audio(path: JobPath) -> Response:
     """The job's audio as a WAV stream, from its first stored sentence on."""
     bind_job(path.job_id)
-    service = _service()
-    if not service.waiting.acquire(blocking=False):
-        raise SERVICE_UNAVAILABLE(
-            "Every streaming slot of this server is taken; try again shortly, or follow the "
-            "job's status and fetch its sentences.",
-            headers={"Retry-After": "5"},
-        )
     try:
-        source = pieces(service, path.job_id)
-        with reaching("result backend"):
-            first = next(source)
+        first, body = open_stream(_service(), path.job_id, "wav")
     except JobEndedError as exc:
-        service.waiting.release()
-        raise job_error(exc) from None
-    except BaseException:
-        service.waiting.release()
-        raise
-
-    def body() -> Iterator[bytes]:
-        try:
-            yield from chunks(service, source, "wav", first)
-        finally:
-            service.waiting.release()
-
+        raise job_failure(exc.message, exc.code) from None
     mimetype = "audio/wav" if first.key.endswith(".wav") else "application/octet-stream"
-    response = Response(body(), mimetype=mimetype, headers=STREAM_HEADERS)
+    response = Response(body, mimetype=mimetype, headers=STREAM_HEADERS)
     response.headers["X-Moksori-Job-Id"] = path.job_id
     return response
-
-
-def job_error(ended: JobEndedError) -> ApiError:
-    """A job that ended before any of its audio could be sent, as the error to answer with."""
-    if ended.code == UNKNOWN_JOB.code:
-        return UNKNOWN_JOB(ended.message)
-    kind = ERRORS.get(ended.code, SYNTHESIS_FAILED)
-    headers = {"Retry-After": "30"} if kind.status == 503 else None
-    return kind(ended.message, headers=headers)

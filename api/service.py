@@ -92,6 +92,9 @@ LOST_QUEUED = (
     "lost); submit it again."
 )
 
+NO_AUDIO = "The job finished without an audio file."
+"""Why a job whose result has no storage key failed (such a result is not our worker's)."""
+
 
 @contextmanager
 def reaching(what: str) -> Iterator[None]:
@@ -418,7 +421,7 @@ class JobService:
         elif status == "done":  # a result without a key was not written by our worker
             view.update(
                 status="failed",
-                error="The job finished without an audio file.",
+                error=NO_AUDIO,
                 error_code=SYNTHESIS_FAILED_CODE,
             )
         elif status == "failed":

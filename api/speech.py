@@ -3,8 +3,13 @@
 Any OpenAI SDK pointed at ``<api>/v1`` can use a member's voice. The request goes through the
 same path as ``POST /api/texts`` (:meth:`api.service.JobService.submit`: cache lookup, joining an
 identical job in flight, the queue); the worker synthesizes at the requested speed and encodes
-the requested format; this route waits for the job (``MOKSORI_SPEECH_TIMEOUT``), reads the
-stored object and returns it. The API never transcodes: the stored object is the answer.
+the requested format. ``wav``, ``pcm`` and ``mp3`` are streamed as OpenAI's are
+(:func:`api.stream.open_stream`): the first bytes once the job's first sentence is stored,
+each next sentence as it is, encoded here from the sentences' stored WAVs. ``flac`` and
+``opus`` cannot be sent piecewise: the route waits for the job and answers with its stored
+object, as it does for a cache hit or a text of one sentence in any format. Nothing is
+answered before the first bytes are ready (``MOKSORI_SPEECH_TIMEOUT``), so every failure up to
+then is an error the client can read; a failure after them ends the stream.
 
 Errors are OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``, see
 :mod:`api.errors`) with a 4xx for anything the client can fix.
@@ -13,7 +18,9 @@ Errors are OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``, 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,10 +57,12 @@ from api.errors import (
     UNSUPPORTED_FORMAT,
     UNSUPPORTED_MEDIA_TYPE,
     ApiError,
+    job_failure,
 )
 from api.openapi import BEARER_OPTIONAL, RETRY_AFTER, URI_TOO_LONG, openai_error
 from api.requestlog import bind_job
-from api.service import JobService
+from api.service import NO_AUDIO, JobService
+from api.stream import JobEndedError, NotReadyError, open_stream
 from api.validation import (
     MODELS,
     SpeechRequest,
@@ -63,6 +72,7 @@ from api.validation import (
     openai_invalid,
 )
 from common.audio_formats import FORMATS, output_rate
+from common.encoding import STREAMED_FORMATS
 from common.repository import VoiceSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -122,14 +132,19 @@ def _json_object() -> None:
     "/audio/speech",
     operation_id="createSpeech",
     summary="OpenAI-compatible text to speech: the audio itself",
-    description="Goes through the same queue, cache and storage as `POST /api/texts`, waits for "
-    "the job (`MOKSORI_SPEECH_TIMEOUT`) and answers with the audio's bytes. Errors are OpenAI's "
-    "shape, `{error: {message, type, param, code}}`.",
+    description="Goes through the same queue, cache and storage as `POST /api/texts`. `wav`, "
+    "`pcm` and `mp3` are streamed (chunked): the first bytes once the job's first sentence is "
+    "stored, each next sentence as it is; a failure after the first bytes ends the stream "
+    "early. `flac` and `opus` are answered whole once the job is done. Audio already stored "
+    "(a repeat, or a text of one sentence) is sent as stored. Everything up to the first "
+    "bytes is bounded by `MOKSORI_SPEECH_TIMEOUT` and its errors are OpenAI's shape, "
+    "`{error: {message, type, param, code}}`.",
     security=BEARER_OPTIONAL,
     responses={
         200: {
             "description": "The audio: wav, mp3 and flac at the voice's rate, opus (in Ogg) and "
-            "pcm (raw 16-bit little-endian mono) at 24 kHz.",
+            "pcm (raw 16-bit little-endian mono) at 24 kHz. A streamed wav's header gives no "
+            "length (players read to the end).",
             "headers": {
                 "X-Sample-Rate": {
                     "description": "The audio's sample rate in Hz.",
@@ -168,8 +183,9 @@ def _json_object() -> None:
         ),
         500: openai_error("The synthesis failed", SYNTHESIS_FAILED),
         503: openai_error(
-            "No worker serves the member, the queue or storage is unreachable, the audio could "
-            "not be stored, or the job was lost (the same request again starts it afresh)",
+            "No worker serves the member, the queue or storage is unreachable, every streaming "
+            "slot of this process is taken (`MOKSORI_MAX_WAITING`), the audio could not be "
+            "stored, or the job was lost (the same request again starts it afresh)",
             MEMBER_UNAVAILABLE,
             SERVICE_UNAVAILABLE,
             STORAGE_FULL,
@@ -178,8 +194,8 @@ def _json_object() -> None:
             headers=RETRY_AFTER,
         ),
         504: openai_error(
-            "Not ready within `MOKSORI_SPEECH_TIMEOUT`: the job goes on, and the same request "
-            "again joins it",
+            "Nothing to send within `MOKSORI_SPEECH_TIMEOUT` (for a stream, its first sentence; "
+            "else the whole job): the job goes on, and the same request again joins it",
             TIMEOUT,
             headers=RETRY_AFTER,
         ),
@@ -218,54 +234,78 @@ def create_speech(body: SpeechRequest) -> Response:
             raise openai_invalid("input", exc.kind, exc.message) from None
         raise
     bind_job(submission.job_id)
-    key = submission.key
-    if not submission.cached:
-        key = _wait_for(service, submission.job_id)
+    fmt = FORMATS[body.response_format]
+    timeout = service.settings.speech_timeout
+    audio: bytes | Iterator[bytes]
+    if submission.cached:
+        audio = _stored(service, submission.key)
+    elif fmt.name in STREAMED_FORMATS:
+        audio = _streamed(service, submission.job_id, fmt.name, timeout)
+    else:
+        audio = _stored(service, _wait_for(service, submission.job_id, timeout))
+    _LOGGER.info(
+        "speech job %s for member %s: %s, speed %s, %s%s",
+        submission.job_id,
+        voice.member_id,
+        fmt.name,
+        speed,
+        f"{len(audio)} bytes" if isinstance(audio, bytes) else "streamed",
+        " (cached)" if submission.cached else "",
+    )
+    response = Response(audio, mimetype=fmt.content_type)
+    response.headers["X-Sample-Rate"] = str(output_rate(fmt.name, voice.sample_rate))
+    response.headers["X-Moksori-Job-Id"] = submission.job_id
+    response.headers["X-Moksori-Cached"] = "true" if submission.cached else "false"
+    return response
+
+
+def _streamed(service: JobService, job_id: str, fmt: str, timeout: float) -> Iterator[bytes]:
+    """The job's audio as a stream in ``fmt`` (one of :data:`STREAMED_FORMATS`), once its
+    first sentence is stored: 504 when that takes over ``timeout`` seconds."""
+    try:
+        _first, body = open_stream(service, job_id, fmt, time.monotonic() + timeout)
+    except JobEndedError as exc:
+        raise _failed(exc.message, exc.code) from None
+    except NotReadyError:
+        raise _late(timeout) from None
+    return body
+
+
+def _wait_for(service: JobService, job_id: str, timeout: float) -> str:
+    """The storage key of the job's audio once it is done; 504 when it is not done within
+    ``timeout`` seconds."""
+    service.wait(job_id, timeout)
+    status, key, failure = service.outcome(job_id)
+    if status == "done" and key is not None:
+        return key
+    if status in {"failed", "done"}:
+        raise _failed(*(failure or (NO_AUDIO, SYNTHESIS_FAILED.code)))
+    raise _late(timeout)
+
+
+def _stored(service: JobService, key: str) -> bytes:
     data = service.read(key)
     if data is None:  # deleted between the job's end and this read
         raise SERVICE_UNAVAILABLE(
             "The audio was removed from storage before it could be read; try again.",
             headers={"Retry-After": "1"},
         )
-    fmt = FORMATS[body.response_format]
-    rate = output_rate(fmt.name, voice.sample_rate)
-    _LOGGER.info(
-        "speech job %s for member %s: %s, speed %s, %d bytes%s",
-        submission.job_id,
-        voice.member_id,
-        fmt.name,
-        speed,
-        len(data),
-        " (cached)" if submission.cached else "",
-    )
-    response = Response(data, mimetype=fmt.content_type)
-    response.headers["X-Sample-Rate"] = str(rate)
-    response.headers["X-Moksori-Job-Id"] = submission.job_id
-    response.headers["X-Moksori-Cached"] = "true" if submission.cached else "false"
-    return response
+    return data
 
 
-def _wait_for(service: JobService, job_id: str) -> str:
-    """The storage key of the job's audio once it is done; 504 when it is not done within
-    ``MOKSORI_SPEECH_TIMEOUT`` (it keeps running: asking again joins it), 500 when it failed."""
-    timeout = service.settings.speech_timeout
-    service.wait(job_id, timeout)
-    status, key, failure = service.outcome(job_id)
-    if status == "done" and key is not None:
-        return key
-    why, code = failure or ("no audio was stored", SYNTHESIS_FAILED.code)
+def _failed(message: str, code: str) -> ApiError:
+    """A job that failed before any audio was sent; OpenAI answers bad input with 400."""
     if code == UNSPEAKABLE_TEXT.code:  # the worker's normalizer found nothing
-        raise openai_invalid(
+        return openai_invalid(
             "input", UNSPEAKABLE_TEXT, "input has nothing this voice can pronounce."
         )
-    if code in {STORAGE_FULL.code, STORAGE_UNAVAILABLE.code}:
-        kind = STORAGE_FULL if code == STORAGE_FULL.code else STORAGE_UNAVAILABLE
-        raise kind(f"The audio could not be stored: {why}", headers={"Retry-After": "30"})
-    if status in {"failed", "done"}:
-        if code == JOB_LOST.code:
-            raise JOB_LOST(why, headers={"Retry-After": "1"})
-        raise SYNTHESIS_FAILED(f"The synthesis failed: {why}")
-    raise TIMEOUT(
+    return job_failure(message, code)
+
+
+def _late(timeout: float) -> ApiError:
+    """Nothing to send within ``timeout`` seconds: the job keeps running, and asking again
+    joins it."""
+    return TIMEOUT(
         f"The audio was not ready within {timeout:g} s; the job goes on, and the same request "
         "again joins it (or gets the stored audio).",
         headers={"Retry-After": "5"},

@@ -160,8 +160,9 @@ class Settings(BaseSettings):
     """Seconds the API tries to reach the broker, or waits for one Redis call, before answering
     503."""
     speech_timeout: float = 60.0
-    """Seconds ``POST /v1/audio/speech`` waits for its job before answering 504 (the job goes on,
-    and a retry of the same request joins it or finds its audio stored)."""
+    """Seconds ``POST /v1/audio/speech`` waits for its job (for a streamed format, its first
+    sentence) before answering 504 (the job goes on, and a retry of the same request joins it or
+    finds its audio stored)."""
     sentence_pause: float = 0.25
     """Seconds of silence between sentences of a long text."""
     log_format: str = "json"
@@ -185,10 +186,10 @@ class Settings(BaseSettings):
     """Request threads per API process (the liveness and readiness probes have four more of
     their own)."""
     max_waiting: int = Field(default=16, ge=0)
-    """Requests per API process that may wait for their job (``?wait=N``) at once; beyond that a
-    ``?wait`` request is answered ``202`` at once (header ``Moksori-Wait: declined``) and the
-    client polls its ``status_url``. Keep it below ``MOKSORI_API_THREADS``, so that waits never
-    hold every thread."""
+    """Requests per API process that may wait for their job (``?wait=N``) or stream its audio
+    at once; beyond that a ``?wait`` request is answered ``202`` at once (header ``Moksori-Wait:
+    declined``) and the client polls its ``status_url``, and a stream is a 503. Keep it below
+    ``MOKSORI_API_THREADS``, so that waits never hold every thread."""
     request_read_timeout: float = Field(default=10.0, gt=0)
     """Seconds a client has to send a whole request (headers and body) once the API waits for
     it; a slower one is answered ``408`` and disconnected."""

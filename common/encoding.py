@@ -17,7 +17,8 @@ from common.jobs import SynthesisError
 
 STREAMED_FORMATS = ("wav", "pcm", "mp3")
 """The formats whose pieces can be sent one after another as one playable stream (a WAV
-header of unknown length, raw samples, MP3 frames); FLAC and Ogg Opus cannot."""
+header of unknown length, raw samples, MP3 frames: :func:`without_info_frame`); FLAC and Ogg
+Opus cannot."""
 UNKNOWN_LENGTH = 0xFFFFFFFF
 """The RIFF and data sizes of a WAV header written before its length is known."""
 
@@ -72,16 +73,16 @@ def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes
     return encode_pcm(pcm16(samples), rate, fmt), rate
 
 
-def encode_pcm(pcm: np.ndarray, rate: int, fmt: str) -> bytes:
+def encode_pcm(pcm: np.ndarray, rate: int, fmt: str, **options: str | float) -> bytes:
     """16-bit PCM already at ``fmt``'s rate, encoded as is (no normalisation): ``pcm`` raw
-    little-endian, the others by libsndfile."""
+    little-endian, the others by libsndfile (with ``options``, :func:`soundfile.write`'s)."""
     if fmt == "pcm":
         return pcm.astype("<i2", copy=False).tobytes()
     if fmt == DEFAULT_FORMAT:
         return wav_bytes(pcm, rate)
     container, subtype = _SOUNDFILE[fmt]
     buffer = io.BytesIO()
-    soundfile.write(buffer, pcm, rate, format=container, subtype=subtype)
+    soundfile.write(buffer, pcm, rate, format=container, subtype=subtype, **options)
     return buffer.getvalue()
 
 
@@ -95,7 +96,44 @@ def stream_piece(pcm: np.ndarray, voice_rate: int, fmt: str, first: bool) -> byt
     if fmt == DEFAULT_FORMAT:
         body = pcm.astype("<i2", copy=False).tobytes()
         return (wav_header(rate) if first else b"") + body
+    if fmt == "mp3":
+        return without_info_frame(encode_pcm(pcm, rate, fmt, **MP3_STREAM))
     return encode_pcm(pcm, rate, fmt)
+
+
+MP3_STREAM = {"bitrate_mode": "CONSTANT", "compression_level": 0.5}
+"""libsndfile's options for a streamed MP3's pieces: a constant bitrate (80 kbps at 16 to 24
+kHz, 160 kbps from 32 kHz), as a stream of plain frames has no Xing/Info frame to count them,
+and a decoder can then tell its length only from its size."""
+
+
+# Layer III bitrates in kbps by the header's index: MPEG-1, then MPEG-2 and 2.5.
+_MP3_KBPS = (
+    (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+)
+_MP3_RATES = (44100, 48000, 32000)  # MPEG-1's; MPEG-2 halves them, MPEG-2.5 quarters them
+_MP3_SHIFT = {3: 0, 2: 1, 0: 2}  # by the header's version bits: MPEG-1, 2, 2.5
+
+
+def without_info_frame(data: bytes) -> bytes:
+    """An MP3 without its first frame when that is LAME's Xing/Info frame. The frame counts
+    the file's frames, so a decoder reading MP3s sent one after another would stop at the end
+    of the first; without it each is plain frames, read to the end (the encoder's delay is
+    then not trimmed: a few tens of ms more silence a piece)."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
+        return data
+    version, index, rate_index = (data[1] >> 3) & 3, data[2] >> 4, (data[2] >> 2) & 3
+    if version not in _MP3_SHIFT or index in {0, 15} or rate_index == 3:
+        return data
+    mpeg1 = version == 3
+    kbps = _MP3_KBPS[0 if mpeg1 else 1][index]
+    rate = _MP3_RATES[rate_index] >> _MP3_SHIFT[version]
+    length = (144 if mpeg1 else 72) * kbps * 1000 // rate + ((data[2] >> 1) & 1)
+    tag_at = 4 + (17 if mpeg1 else 9) + (0 if data[3] >> 6 == 3 else 15 if mpeg1 else 8)
+    if data[tag_at : tag_at + 4] in {b"Xing", b"Info"}:
+        return data[length:]
+    return data
 
 
 def wav_header(rate: int) -> bytes:

@@ -22,7 +22,8 @@ import pytest
 import requests
 import soundfile
 
-from common.encoding import encode_audio
+from common.audio_formats import FORMATS
+from common.encoding import STREAMED_FORMATS, encode_audio
 from common.normalize import Normalizer
 from common.repository import scan
 from common.storage import LocalStorage
@@ -30,7 +31,8 @@ from harness import voice_factory
 from harness.processes import start_api
 from tests import report
 from tests.integration.test_api import build_app
-from tests.support import TEST_SECRET, Stack, base_env, running_stack
+from tests.integration.test_streaming import SENTENCES, frames, text
+from tests.support import TEST_SECRET, Stack, base_env, eventually, running_stack, stack_on
 from worker.synthesis import Pipeline, speaking_rate
 from worker.voices import load_bank
 
@@ -97,9 +99,18 @@ def client(stack: Stack) -> Iterator[openai.OpenAI]:
         yield c
 
 
+def storage_root(stack: Stack) -> Path:
+    return Path(stack.env["MOKSORI_STORAGE_URL"].removeprefix("file://"))
+
+
 def media(stack: Stack) -> set[Path]:
-    root = Path(stack.env["MOKSORI_STORAGE_URL"].removeprefix("file://"))
+    root = storage_root(stack)
     return {p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def stored_object(stack: Stack, url: str) -> bytes:
+    """The object a job's ``url`` names, read from storage (``/media`` serves WAVs only)."""
+    return (storage_root(stack) / url.split("/media/", 1)[1]).read_bytes()
 
 
 def syntheses(stack: Stack) -> int:
@@ -392,26 +403,31 @@ def test_openapi_lists_the_speech_call(stack: Stack) -> None:
     assert json.dumps(body["properties"]["speed"]).count("0.25") == 1
 
 
+@pytest.mark.parametrize(
+    ("fmt", "words"),
+    [("opus", "기다리지 않는 문장입니다"), ("mp3", "기다리지 않는 노래입니다")],
+    ids=["opus", "mp3"],
+)
 def test_timeout_is_504_and_a_retry_gets_the_audio(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory, fmt: str, words: str
 ) -> None:
     """An API that waits only 1 ms answers a new text with 504 `timeout` (OpenAI's
-    InternalServerError) while the job goes on; the same request once it is done is the stored
-    audio, with no second synthesis. The worker's pool process is paused (SIGSTOP) during the
-    request: Celery's result wait can overrun a short timeout by up to its 1 s drain interval,
-    and a warm tiny voice finishes well within that."""
+    InternalServerError) while the job goes on, whether the format is answered whole (opus)
+    or streamed (mp3); the same request once it is done is the stored audio, with no second
+    synthesis. The worker's pool process is paused (SIGSTOP) during the request: Celery's
+    result wait can overrun a short timeout by up to its 1 s drain interval, and a warm tiny
+    voice finishes well within that."""
     env = {**stack.env, "MOKSORI_SPEECH_TIMEOUT": "0.001"}
     api, base = start_api(env, tmp_path_factory.mktemp("impatient-api"))
     try:
         impatient = openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0)
-        text = "기다리지 않는 문장입니다"
         before = syntheses(stack)
         pool = psutil.Process(stack.worker.proc.pid).children(recursive=True)
         for child in pool:
             child.suspend()
         try:
             with impatient, pytest.raises(openai.InternalServerError) as caught:
-                speak(impatient, input=text, response_format="opus")
+                speak(impatient, input=words, response_format=fmt)
         finally:
             for child in pool:
                 child.resume()
@@ -423,15 +439,15 @@ def test_timeout_is_504_and_a_retry_gets_the_audio(
         while syntheses(stack) == before and time.monotonic() < deadline:  # the job goes on
             time.sleep(0.05)
         with openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0) as retry:
-            again = speak(retry, input=text, response_format="opus")
+            again = speak(retry, input=words, response_format=fmt)
         assert again.headers["X-Moksori-Cached"] == "true"
-        assert again.read().startswith(b"OggS")
+        assert len(decoded(again.read())[0]) > 0
         assert syntheses(stack) == before + 1
     finally:
         api.stop()
     report.record(
         "OpenAI API",
-        "`POST /v1/audio/speech` not done within MOKSORI_SPEECH_TIMEOUT (1 ms)",
+        f"`POST /v1/audio/speech` ({fmt}) not done within MOKSORI_SPEECH_TIMEOUT (1 ms)",
         "504 `timeout` with Retry-After; the job finished, and the retry got the stored audio "
         "(no second synthesis)",
         1,
@@ -461,6 +477,164 @@ def test_rate_limit_and_cors_cover_v1(voices: Path, tmp_path: Path, queue_name: 
         None,
     )
     app.extensions["moksori"].celery.close()
+
+
+# Streaming: long texts on the fault repository's voices.
+
+FAST, SLOW, FRAGILE = 1, 2, 3  # HiFi-GAN; Griffin-Lim at about a second a sentence; fails on ㅎ
+PLACES = {"wav": "바다", "pcm": "들판", "mp3": "호수", "flac": "숲속"}
+"""A place per format: texts about other places share no sentence, so none is stored before."""
+
+
+@pytest.fixture(scope="module")
+def long_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The fault repository's voices behind one API process with one waiting slot, so that a
+    stream that kept its slot would have every later streamed request refused."""
+    logs = tmp_path_factory.mktemp("openai-long")
+    voices = voice_factory.build_fault_repository(logs / "voices")
+    settings = {"api_keys": API_KEY, "rate_limit": "off", "api_workers": "1", "max_waiting": "1"}
+    with stack_on(voices, logs, "openai-long", **settings) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def long_client(long_stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{long_stack.base}/v1", api_key=API_KEY, max_retries=0) as c:
+        yield c
+
+
+def job_view(stack: Stack, job_id: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    return requests.get(f"{stack.base}/api/jobs/{job_id}", headers=headers, timeout=10).json()
+
+
+def ended(stack: Stack, job_id: str) -> dict[str, Any]:
+    return eventually(
+        lambda: (view := job_view(stack, job_id))["status"] in {"done", "failed"} and view,
+        f"job {job_id} ending",
+        timeout=120,
+    )
+
+
+def long_speech(client: openai.OpenAI, fmt: str, place: str) -> Any:
+    """The slow voice saying :func:`text` about ``place`` in ``fmt``: the response as it comes
+    (a context manager; its body is read as it arrives)."""
+    return client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice=str(SLOW), input=text(place), response_format=fmt
+    )
+
+
+@pytest.mark.parametrize("fmt", STREAMED_FORMATS)
+def test_a_long_text_streams_from_its_first_sentence(
+    long_stack: Stack, long_client: openai.OpenAI, fmt: str
+) -> None:
+    """wav, pcm and mp3 come chunked: the first bytes once the first sentence is stored, while
+    the job is still making the others, and the stream read to its end is the job's audio (a
+    wav's frames are the stored WAV's, pcm its 24 kHz samples, mp3 decodes to its length)."""
+    started = time.monotonic()
+    with long_speech(long_client, fmt, PLACES[fmt]) as r:
+        parts = r.iter_bytes()
+        first = next(parts)
+        first_s = time.monotonic() - started
+        running = job_view(long_stack, r.headers["X-Moksori-Job-Id"])
+        body = first + b"".join(parts)
+    total_s = time.monotonic() - started
+
+    assert r.headers["Content-Type"] == FORMATS[fmt].content_type
+    assert r.headers["X-Moksori-Cached"] == "false"
+    assert "Content-Length" not in r.headers and r.headers["Transfer-Encoding"] == "chunked"
+    assert running["status"] == "running", running
+    assert 1 <= running["sentences_done"] < running["sentences_total"] == SENTENCES, running
+    assert first_s < total_s / 2, (first_s, total_s)
+
+    view = ended(long_stack, r.headers["X-Moksori-Job-Id"])
+    assert view["status"] == "done", view
+    stored = stored_object(long_stack, view["url"])
+    rate = int(r.headers["X-Sample-Rate"])
+    if fmt == "wav":
+        assert body[:4] == b"RIFF" and body[36:40] == b"data"
+        assert body[44:] == frames(stored)
+        match = "its frames are the job's WAV's"
+    elif fmt == "pcm":
+        assert rate == 24000
+        samples, whole = np.frombuffer(body, "<i2"), np.frombuffer(stored, "<i2")
+        # Each sentence is resampled alone here, the whole text at once by the worker.
+        assert abs(len(samples) - len(whole)) <= SENTENCES, (len(samples), len(whole))
+        n = min(len(samples), len(whole))
+        correlation = np.corrcoef(samples[:n], whole[:n])[0, 1]
+        assert correlation > 0.99
+        match = f"{len(samples)} samples (the job's: {len(whole)}), correlation {correlation:.4f}"
+    else:
+        samples, decoded_rate = decoded(body)
+        whole, _ = decoded(stored)
+        assert decoded_rate == rate
+        streamed_s, whole_s = len(samples) / rate, len(whole) / rate
+        # Each piece carries its encoder's delay and padding (at most ~0.11 s at 16 kHz: 1105
+        # samples of delay, up to a 576-sample frame of padding), which the stored MP3's
+        # LAME frame lets the decoder trim.
+        assert whole_s <= streamed_s <= whole_s + 0.15 * SENTENCES
+        match = f"decodes to {streamed_s:.2f} s (the job's MP3: {whole_s:.2f} s)"
+    report.record(
+        "OpenAI API",
+        f"`POST /v1/audio/speech` of a {SENTENCES}-sentence text, `response_format` `{fmt}` "
+        "(slow test voice, 1 worker)",
+        f"first bytes after {first_s:.2f} s ({running['sentences_done']} of {SENTENCES} "
+        f"sentences stored), whole text after {total_s:.2f} s; {match}",
+        1,
+        0,
+    )
+
+
+def test_flac_is_answered_whole(long_stack: Stack, long_client: openai.OpenAI) -> None:
+    """flac cannot be sent piecewise: the answer starts once the job is done, with a length,
+    and is the stored object."""
+    with long_speech(long_client, "flac", PLACES["flac"]) as r:
+        view = job_view(long_stack, r.headers["X-Moksori-Job-Id"])
+        body = r.read()
+    assert view["status"] == "done" and view["sentences_total"] == SENTENCES, view
+    assert int(r.headers["Content-Length"]) == len(body)
+    assert body == stored_object(long_stack, view["url"])
+
+
+def test_a_job_failing_at_its_first_sentence_is_a_json_500(long_client: openai.OpenAI) -> None:
+    """The fragile voice cannot say "하늘": a text that starts with it fails before any audio,
+    so the answer is still OpenAI's error (openai.InternalServerError), not a stream."""
+    with pytest.raises(openai.InternalServerError) as caught:
+        speak(
+            long_client,
+            voice=str(FRAGILE),
+            input="하늘이 파래요. 바다를 봅니다. 바다가 좋아요.",
+            response_format="wav",
+        )
+    assert caught.value.status_code == 500
+    error = caught.value.response.json()["error"]
+    assert (error["code"], error["type"]) == ("synthesis_failed", "server_error")
+    assert "Sentence 1 of 3 failed" in error["message"], error
+
+
+def test_a_stream_holds_a_waiting_slot_until_its_client_goes(
+    long_stack: Stack, long_client: openai.OpenAI
+) -> None:
+    """With MOKSORI_MAX_WAITING=1, another streamed request while a stream runs is a 503
+    `service_unavailable`; once its client closes the stream mid-way, the slot comes back."""
+    with long_speech(long_client, "pcm", "공원") as r:
+        next(r.iter_bytes())
+        with pytest.raises(openai.InternalServerError) as caught:
+            speak(long_client, voice=str(FAST), input="공원에 갑니다.", response_format="wav")
+    assert caught.value.status_code == 503
+    assert caught.value.response.json()["error"]["code"] == "service_unavailable"
+    assert caught.value.response.headers["Retry-After"]
+    tries = iter(range(1000))
+
+    def streams() -> bool:
+        try:
+            speak(long_client, voice=str(FAST), input=f"공원에 {next(tries)}번 갑니다.")
+        except openai.InternalServerError as exc:
+            assert exc.status_code == 503, exc
+            return False
+        return True
+
+    eventually(streams, "a streamed request served after the first stream's client went")
 
 
 # In-process: the pipeline itself.
