@@ -73,7 +73,8 @@ def recorder() -> WorkerMetrics:
         ),
         synthesis_seconds=Histogram(
             "moksori_worker_synthesis_seconds",
-            "Model time of one job (text to waveform), by member.",
+            "Model time of one synthesis (text to waveform: a job, or one sentence of a text of "
+            "several), by member.",
             ["member"],
             buckets=SECONDS_BUCKETS,
         ),
@@ -111,7 +112,8 @@ def recorder() -> WorkerMetrics:
 
 
 def synthesized(member_id: int, synthesis_s: float, audio_s: float) -> None:
-    """One job's audio was synthesized: its model time, real-time factor and length."""
+    """One synthesis (a job, or a sentence of a longer text) was made: its model time,
+    real-time factor and length."""
     m = recorder()
     label = str(member_id)
     m.synthesis_seconds.labels(label).observe(synthesis_s)
