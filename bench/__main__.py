@@ -168,14 +168,16 @@ class Floor:
     def seconds(self, texts: list[str], pause: float) -> list[float]:
         """Text in, waveform out, for each text: the g2pK normalizer and the Coqui Glow-TTS +
         vocoder calls (the worker's normalize and synthesize stages), nothing else."""
+        return [self.measure(text, pause)[0] for text in texts]
+
+    def measure(self, text: str, pause: float) -> tuple[float, float]:
+        """Wall and CPU seconds of :meth:`seconds` for one text. CPU time is what the work
+        costs whatever else the machine runs; wall time is what a client waits."""
         from worker.synthesis import normalize, synthesize
 
-        out = []
-        for text in texts:
-            started = time.perf_counter()
-            synthesize(self.voice, normalize(self.normalizer, text, self.voice), pause)
-            out.append(time.perf_counter() - started)
-        return out
+        started, cpu = time.perf_counter(), time.process_time()
+        synthesize(self.voice, normalize(self.normalizer, text, self.voice), pause)
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 # ----------------------------------------------------------------------------------- phases
@@ -482,19 +484,17 @@ class Phases:
             "(the floor above)."
         )
         first, whole, edit = Ratios(), Ratios(), Ratios()
+        costs: list[dict[str, float]] = []
         made, assembled, outside = [], [], []
-        cpu, began = self.stack.cpu_seconds(), time.perf_counter()
         for _ in range(self.plan.paragraphs):
             sentences = self.paragraphs.new()
-            whole_s = self.floor.seconds([" ".join(sentences)], self.pause)[0]
             first_s = self.floor.seconds([sentences[0]], self.pause)[0]
-            run = self.streamed(sentences)
+            run = self.paragraph(sentences, whole, costs)
             if run is None:
                 continue
             first.add(run.first_s, first_s)
-            whole.add(run.total_s, whole_s)
             model_s, pipeline_s = self.stack.worker_seconds(run.job_id)
-            made.append(model_s - whole_s)
+            made.append(model_s - whole.references[-1])
             assembled.append(pipeline_s - model_s)
             outside.append(run.total_s - pipeline_s)
             edited = self.paragraphs.edited(sentences)
@@ -502,7 +502,6 @@ class Phases:
             run = self.streamed(edited)
             if run is not None:
                 edit.add(run.total_s, one_s)
-        wall = time.perf_counter() - began
         if not whole.values:
             return
         self.long_row(
@@ -522,14 +521,13 @@ class Phases:
             f"{statistics.median(assembled) * 1000:.0f} ms plan + assembly in the worker, "
             f"{statistics.median(outside) * 1000:.0f} ms outside it (HTTP, queue, stream)",
         )
+        self.cost_row(7, "1 worker process", costs)
         if edit.values:
             self.long_row(
                 4, f"a new text sharing all but one sentence (sentence {EDITED + 1}) with an "
                 "earlier one: POST -> job done, 1 worker process",
                 edit, "that one sentence in-process", 1.2, "about 1x (<= 1.2x)",
             )  # fmt: skip
-        profile = self.cpu_use("CPU seconds during the 1-worker long texts", cpu, wall)
-        self.report.add_long(7, *profile)
 
     def long_text_two_workers(self) -> None:
         """Two worker processes (as ``MOKSORI_WORKERS=2`` runs them): a new paragraph's whole
@@ -537,21 +535,49 @@ class Phases:
         _LOGGER.info("long text, 2 worker processes")
         self.stack.scale_to(2)
         whole = Ratios()
-        cpu, began = self.stack.cpu_seconds(), time.perf_counter()
+        costs: list[dict[str, float]] = []
         for _ in range(self.plan.paragraphs):
-            sentences = self.paragraphs.new()
-            whole_s = self.floor.seconds([" ".join(sentences)], self.pause)[0]
-            run = self.streamed(sentences)
-            if run is not None:
-                whole.add(run.total_s, whole_s)
-        wall = time.perf_counter() - began
+            self.paragraph(self.paragraphs.new(), whole, costs)
         if whole.values:
             self.long_row(
                 3, "total: POST -> job done (the stream's end), 2 worker processes",
                 whole, WHOLE, 0.6,
             )  # fmt: skip
-        profile = self.cpu_use("CPU seconds during the 2-worker long texts", cpu, wall)
-        self.report.add_long(8, *profile)
+            self.cost_row(8, "2 worker processes", costs)
+
+    def paragraph(
+        self, sentences: list[str], whole: Ratios, costs: list[dict[str, float]]
+    ) -> Streamed | None:
+        """A new paragraph in-process in one go, then through the service: adds its total and
+        reference to ``whole``, and to ``costs`` the CPU seconds each part of the machine used
+        meanwhile (``in-process``: the reference's)."""
+        wall_s, cpu_s = self.floor.measure(" ".join(sentences), self.pause)
+        before = self.stack.cpu_seconds()
+        run = self.streamed(sentences)
+        if run is None:
+            return None
+        after = self.stack.cpu_seconds()
+        costs.append({name: after[name] - before[name] for name in after})
+        costs[-1].update({"in-process": cpu_s, "wall": run.total_s})
+        whole.add(run.total_s, wall_s)
+        return run
+
+    def cost_row(self, place: int, label: str, costs: list[dict[str, float]]) -> None:
+        """What a long text costs in CPU, which the machine's other work does not change, and
+        how much of the machine that other work took while it was made."""
+
+        def median(name: str) -> float:
+            return statistics.median(cost[name] for cost in costs)
+
+        ratio = statistics.median(cost["workers"] / cost["in-process"] for cost in costs)
+        self.report.add_long(
+            place,
+            f"{label}: CPU seconds per text, median (profile)",
+            f"workers {median('workers'):.2f} s for the job, {ratio:.2f}x the text's "
+            f"{median('in-process'):.2f} s in-process; API {median('API'):.2f} s; other "
+            f"processes {median('other processes'):.2f} s of the {os.cpu_count()} cores x "
+            f"{median('wall'):.2f} s the job took",
+        )
 
     def long_row(
         self,
@@ -707,14 +733,10 @@ class Phases:
 
     def cpu_row(self, label: str, before: dict[str, float], wall: float) -> None:
         """Where the machine's cores went during a phase: the profile behind a missed ratio."""
-        self.report.add(*self.cpu_use(label, before, wall))
-
-    def cpu_use(self, label: str, before: dict[str, float], wall: float) -> tuple[str, str]:
-        """A profile row's measure and result: CPU seconds per part since ``before``."""
         after = self.stack.cpu_seconds()
         used = {name: after[name] - before.get(name, 0.0) for name in after}
         cores = os.cpu_count() or 1
-        return (
+        self.report.add(
             f"{label} (profile; {cores} cores x {wall:.2f} s wall = {cores * wall:.2f} s)",
             ", ".join(f"{name} {seconds:.2f}" for name, seconds in used.items()),
         )
