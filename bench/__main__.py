@@ -479,20 +479,18 @@ class Phases:
             f"Text: a fan message of {count} sentences, {characters} characters "
             f"(bench/paragraphs.py), {self.plan.paragraphs} repetition(s), each on a paragraph "
             "naming other cities (new to both caches). Value and reference: medians; ratio: the "
-            "median of the per-repetition ratios, each time against its reference measured just "
-            "before it in this process. References are the worker's synthesize stage in-process "
-            "(the floor above)."
+            "median of the per-repetition ratios. References: the worker's normalize + "
+            "synthesize stages in this process (the floor above), right before each job (the "
+            "whole text in one go, then its first sentence alone)."
         )
         first, whole, edit = Ratios(), Ratios(), Ratios()
         costs: list[dict[str, float]] = []
         made, assembled, outside = [], [], []
         for _ in range(self.plan.paragraphs):
             sentences = self.paragraphs.new()
-            first_s = self.floor.seconds([sentences[0]], self.pause)[0]
-            run = self.paragraph(sentences, whole, costs)
+            run = self.paragraph(sentences, whole, costs, first)
             if run is None:
                 continue
-            first.add(run.first_s, first_s)
             model_s, pipeline_s = self.stack.worker_seconds(run.job_id)
             made.append(model_s - whole.references[-1])
             assembled.append(pipeline_s - model_s)
@@ -546,12 +544,18 @@ class Phases:
             self.cost_row(8, "2 worker processes", costs)
 
     def paragraph(
-        self, sentences: list[str], whole: Ratios, costs: list[dict[str, float]]
+        self,
+        sentences: list[str],
+        whole: Ratios,
+        costs: list[dict[str, float]],
+        first: Ratios | None = None,
     ) -> Streamed | None:
-        """A new paragraph in-process in one go, then through the service: adds its total and
-        reference to ``whole``, and to ``costs`` the CPU seconds each part of the machine used
-        meanwhile (``in-process``: the reference's)."""
+        """A new paragraph in-process in one go (and its first sentence alone, for ``first``),
+        then through the service: adds its total and reference to ``whole``, its first audio
+        and reference to ``first``, and to ``costs`` the CPU seconds each part of the machine
+        used meanwhile (``in-process``: the whole text's reference)."""
         wall_s, cpu_s = self.floor.measure(" ".join(sentences), self.pause)
+        first_s = self.floor.seconds([sentences[0]], self.pause)[0] if first else 0.0
         before = self.stack.cpu_seconds()
         run = self.streamed(sentences)
         if run is None:
@@ -560,6 +564,8 @@ class Phases:
         costs.append({name: after[name] - before[name] for name in after})
         costs[-1].update({"in-process": cpu_s, "wall": run.total_s})
         whole.add(run.total_s, wall_s)
+        if first is not None:
+            first.add(run.first_s, first_s)
         return run
 
     def cost_row(self, place: int, label: str, costs: list[dict[str, float]]) -> None:
