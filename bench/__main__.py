@@ -432,12 +432,10 @@ class Phases:
 
     def short_against_old(self, short: Paired) -> None:
         """The short-text serving overhead against the earlier revision's, measured on the same
-        texts alternately; then the earlier revision's processes are stopped."""
+        texts alternately."""
         label = (
             "short text (1 sentence): serving overhead p50 (POST ?wait - the worker's model time)"
         )
-        if self.old is not None:
-            self.old.stack.close()
         if self.old is None or not self.old.runs.e2e:
             self.report.add_long(5, label, ms(pct(short.overhead, 50)), "earlier revision not run")
             return
@@ -470,8 +468,9 @@ class Phases:
     def long_text_one_worker(self) -> None:
         """One worker process: a new paragraph's first audio against its first sentence
         in-process, and its whole against the paragraph in-process in one go (what one job did
-        before texts were made sentence by sentence); then the paragraph with one sentence
-        changed against that sentence in-process."""
+        before texts were made sentence by sentence) and, when it runs, against the earlier
+        revision's single job; then the paragraph with one sentence changed against that
+        sentence in-process. The earlier revision's processes are stopped after."""
         _LOGGER.info("long text, 1 worker process")
         self.stack.scale_to(1)
         count, characters = shape()
@@ -483,7 +482,7 @@ class Phases:
             "synthesize stages in this process (the floor above), right before each job (the "
             "whole text in one go, then its first sentence alone)."
         )
-        first, whole, edit = Ratios(), Ratios(), Ratios()
+        first, whole, edit, today, today_model = Ratios(), Ratios(), Ratios(), Ratios(), Ratios()
         costs: list[dict[str, float]] = []
         made, assembled, outside = [], [], []
         for _ in range(self.plan.paragraphs):
@@ -495,11 +494,18 @@ class Phases:
             made.append(model_s - whole.references[-1])
             assembled.append(pipeline_s - model_s)
             outside.append(run.total_s - pipeline_s)
+            if self.old is not None:
+                single = timed(self.old.stack, self.member, " ".join(sentences), self.report)
+                if single is not None:
+                    today.add(run.total_s, single[0])
+                    today_model.add(model_s, single[1])
             edited = self.paragraphs.edited(sentences)
             one_s = self.floor.seconds([edited[EDITED]], self.pause)[0]
             run = self.streamed(edited)
             if run is not None:
                 edit.add(run.total_s, one_s)
+        if self.old is not None:
+            self.old.stack.close()
         if not whole.values:
             return
         self.long_row(
@@ -511,15 +517,26 @@ class Phases:
             2, "total: POST -> job done (the stream's end), 1 worker process",
             whole, WHOLE, 1.05,
         )  # fmt: skip
+        if self.old is not None and today.values:
+            self.report.add_long(
+                6,
+                f"1 worker process: total against {self.old.rev}'s single job for the same text "
+                "(POST ?wait -> done, right after), median (profile)",
+                f"{statistics.median(today.values):.2f} s (its worker's model time "
+                f"{statistics.median(today_model.values):.2f} s)",
+                f"{statistics.median(today.references):.2f} s ({self.old.rev}; its worker's model "
+                f"time {statistics.median(today_model.references):.2f} s)",
+                f"{today.ratio:.2f}x (model time {today_model.ratio:.2f}x)",
+            )
         self.report.add_long(
-            6,
+            7,
             "1 worker process: where the total goes beyond the text in-process, median (profile)",
             f"{statistics.median(made) * 1000:+.0f} ms making the {count} sentences one by "
             f"one in the worker (synthesis, WAV, store, progress), "
             f"{statistics.median(assembled) * 1000:.0f} ms plan + assembly in the worker, "
             f"{statistics.median(outside) * 1000:.0f} ms outside it (HTTP, queue, stream)",
         )
-        self.cost_row(7, "1 worker process", costs)
+        self.cost_row(8, "1 worker process", costs)
         if edit.values:
             self.long_row(
                 4, f"a new text sharing all but one sentence (sentence {EDITED + 1}) with an "
@@ -541,7 +558,7 @@ class Phases:
                 3, "total: POST -> job done (the stream's end), 2 worker processes",
                 whole, WHOLE, 0.6,
             )  # fmt: skip
-            self.cost_row(8, "2 worker processes", costs)
+            self.cost_row(9, "2 worker processes", costs)
 
     def paragraph(
         self,
@@ -553,8 +570,11 @@ class Phases:
         """A new paragraph in-process in one go (and its first sentence alone, for ``first``),
         then through the service: adds its total and reference to ``whole``, its first audio
         and reference to ``first``, and to ``costs`` the CPU seconds each part of the machine
-        used meanwhile (``in-process``: the whole text's reference)."""
+        used during the job (``in-process``: the whole text's reference), and how many cores
+        other processes kept busy during the job and during the reference."""
+        before = self.stack.cpu_seconds()
         wall_s, cpu_s = self.floor.measure(" ".join(sentences), self.pause)
+        others_s = self.stack.cpu_seconds()["other processes"] - before["other processes"]
         first_s = self.floor.seconds([sentences[0]], self.pause)[0] if first else 0.0
         before = self.stack.cpu_seconds()
         run = self.streamed(sentences)
@@ -562,7 +582,14 @@ class Phases:
             return None
         after = self.stack.cpu_seconds()
         costs.append({name: after[name] - before[name] for name in after})
-        costs[-1].update({"in-process": cpu_s, "wall": run.total_s})
+        costs[-1].update(
+            {
+                "in-process": cpu_s,
+                "wall": run.total_s,
+                "others during the job": costs[-1]["other processes"] / run.total_s,
+                "others during the reference": others_s / wall_s,
+            }
+        )
         whole.add(run.total_s, wall_s)
         if first is not None:
             first.add(run.first_s, first_s)
@@ -581,8 +608,9 @@ class Phases:
             f"{label}: CPU seconds per text, median (profile)",
             f"workers {median('workers'):.2f} s for the job, {ratio:.2f}x the text's "
             f"{median('in-process'):.2f} s in-process; API {median('API'):.2f} s; other "
-            f"processes {median('other processes'):.2f} s of the {os.cpu_count()} cores x "
-            f"{median('wall'):.2f} s the job took",
+            f"processes kept {median('others during the job'):.2f} of {os.cpu_count()} cores "
+            f"busy during the job, {median('others during the reference'):.2f} during the text "
+            "in-process",
         )
 
     def long_row(
