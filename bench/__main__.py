@@ -273,6 +273,12 @@ class Ratios:
         return statistics.median(v / r for v, r in zip(self.values, self.references, strict=True))
 
 
+def overhead_split(runs: Paired) -> str:
+    """The serving overhead's p50 split: in the worker around the model, and the rest."""
+    worker = pct(runs.in_worker, 50)
+    return f"{ms(worker)} in the worker, ~{ms(pct(runs.overhead, 50) - worker)} outside it"
+
+
 def latency_rows(report: Report, label: str, runs: Paired) -> None:
     e2e, base = pct(runs.e2e, 50), pct(runs.floor, 50)
     report.add(f"{label}: POST ?wait -> URL, p50", ms(e2e), ms(base), f"{e2e / base:.2f}x")
@@ -449,6 +455,12 @@ class Phases:
             f"{new / old:.2f}x ({(new - old) * 1000:+.1f} ms)",
             f"<= {self.old.rev} + 2 ms",
             new <= old + 0.002,
+        )
+        self.report.add_long(
+            10,
+            "short text: where the serving overhead goes, p50 (profile)",
+            overhead_split(short),
+            f"{overhead_split(self.old.runs)} ({self.old.rev})",
         )
 
     def streamed(self, sentences: list[str]) -> Streamed | None:
