@@ -653,8 +653,8 @@ class Phases:
         return run
 
     def cost_row(self, place: int, label: str, costs: list[dict[str, float]]) -> None:
-        """What a long text costs in CPU, which the machine's other work does not change, and
-        how much of the machine that other work took while it was made."""
+        """What a long text costs in CPU (which the machine's other work moves less than the
+        wall time), and how much of the machine that other work took while it was made."""
 
         def median(name: str) -> float:
             return statistics.median(cost[name] for cost in costs)
