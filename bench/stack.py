@@ -1,10 +1,15 @@
 """The service under test: workers and the API as ``make run`` starts them, on RabbitMQ + Redis,
-with a queue prefix, a Redis database and a media folder of the run's own."""
+with a queue prefix, a Redis database and a media folder of the run's own; from this checkout,
+or from the code of an earlier git revision (:func:`code_at`) to compare with."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
+import subprocess
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +25,8 @@ from common.jobs import TASK_NAME, make_celery, member_queue
 from common.repository import scan
 from harness.processes import REPO, Process, start_api, start_worker
 
+_LOGGER = logging.getLogger("bench")
+
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BENCH_RESULT_BACKEND", "redis://127.0.0.1:6379/13")
 
@@ -34,6 +41,19 @@ class WorkerStart:
     pool_rss_mb: float
 
 
+@dataclass(frozen=True)
+class Streamed:
+    """A job followed through its audio stream, timed from the POST that queued it."""
+
+    job_id: str
+    first_s: float
+    """Until the first bytes of ``GET /api/jobs/<id>/audio`` (the first sentence's audio)."""
+    total_s: float
+    """Until the stream's end, which comes once the job is done (its record says so)."""
+    size: int
+    """Bytes streamed."""
+
+
 @dataclass
 class Stack:
     voice_dir: Path
@@ -42,16 +62,19 @@ class Stack:
     queue: str
     members: list[int]
     batch_size: int = 1
+    code: Path = REPO
+    """The checkout whose code the processes run."""
     workers: list[Process] = field(default_factory=list)
     api: Process | None = None
     base: str = ""
+    closed: bool = False
     _local: threading.local = field(default_factory=threading.local)
 
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOKSORI_")}
         env.update(
-            PYTHONPATH=str(REPO),
+            PYTHONPATH=str(self.code),
             PYTHONUNBUFFERED="1",
             OMP_NUM_THREADS=str(self.threads),
             MOKSORI_BROKER_URL=BROKER_URL,
@@ -75,7 +98,9 @@ class Stack:
     def add_worker(self) -> WorkerStart:
         """Start one more worker process and wait until it consumes its queues."""
         started = time.monotonic()
-        worker = start_worker(self.env, self.workdir, name=f"worker{len(self.workers) + 1}")
+        worker = start_worker(
+            self.env, self.workdir, name=f"worker{len(self.workers) + 1}", cwd=self.code
+        )
         seconds = time.monotonic() - started
         self.workers.append(worker)
         match = re.search(r"loaded in ([0-9.]+) s", worker.output())
@@ -87,13 +112,21 @@ class Stack:
             pool_rss_mb=sum(c.memory_info().rss for c in main.children(recursive=True)) / 2**20,
         )
 
-    def stop_workers(self) -> None:
-        for worker in self.workers:
+    def stop_workers(self, keep: int = 0) -> None:
+        """Stop every worker process after the first ``keep``."""
+        for worker in self.workers[keep:]:
             worker.stop()
-        self.workers.clear()
+        del self.workers[keep:]
+
+    def scale_to(self, count: int) -> None:
+        """Exactly ``count`` worker processes, consuming."""
+        self.stop_workers(keep=count)
+        while len(self.workers) < count:
+            self.add_worker()
+        self.wait_served(count)
 
     def start_api(self) -> None:
-        self.api, self.base = start_api(self.env, self.workdir)
+        self.api, self.base = start_api(self.env, self.workdir, cwd=self.code)
 
     def wait_served(self, count: int, timeout: float = 60) -> None:
         """Until RabbitMQ shows ``count`` consumers on every member queue we use."""
@@ -125,6 +158,24 @@ class Stack:
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self.session().get(f"{self.base}/api/jobs/{job_id}", timeout=30).json()
+
+    def stream(self, body: Any) -> Streamed:
+        """POST a new text (no wait), then read its job's audio stream to the end; RuntimeError
+        when the text is not queued or the stream is refused."""
+        started = time.perf_counter()
+        _, response = self.post(body)
+        if response.status_code != 202:
+            raise RuntimeError(f"new text not queued: {response.status_code} {response.text}")
+        job_id = response.json()["job_id"]
+        url = f"{self.base}/api/jobs/{job_id}/audio"
+        with self.session().get(url, stream=True, timeout=120) as audio:
+            if audio.status_code != 200:
+                raise RuntimeError(f"stream refused: {audio.status_code} {audio.text}")
+            parts = audio.iter_content(chunk_size=None)
+            size = len(next(parts, b""))
+            first_s = time.perf_counter() - started
+            size += sum(len(part) for part in parts)
+        return Streamed(job_id, first_s, time.perf_counter() - started, size)
 
     def worker_seconds(self, job_id: str) -> tuple[float, float]:
         """(model, whole pipeline) seconds the worker recorded for a job (``SynthesisResult``)."""
@@ -176,9 +227,17 @@ class Stack:
                     continue
                 total += times.user + times.system
             out[name] = total
+        # Everything else busy on the machine (another engineer's tests, a niced training):
+        # what a shared machine takes from the figures above.
+        machine = psutil.cpu_times()._asdict()
+        busy = sum(machine.get(k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
+        out["other processes"] = busy - sum(out.values())
         return out
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.api is not None:
             self.api.stop()
         self.stop_workers()
@@ -187,6 +246,26 @@ class Stack:
         with Connection(BROKER_URL) as conn:
             for m in sorted(served):
                 conn.default_channel.queue_delete(member_queue(self.queue, m))
+
+
+def code_at(rev: str, into: Path) -> Path | None:
+    """The service's code (``api``, ``common``, ``worker``, ``launcher``) at git revision
+    ``rev``, extracted into ``into``; None when git cannot give it (no repository, a shallow
+    clone). Run with this checkout's venv, so it measures that revision's code alone."""
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev, "api", "common", "worker", "launcher"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        _LOGGER.warning("git cannot give revision %s (%s); no comparison with it", rev, exc)
+        return None
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def _tree(pid: int) -> list[psutil.Process]:

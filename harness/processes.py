@@ -34,7 +34,9 @@ def free_port() -> int:
 class Process:
     """A child process whose output goes to a log file that failing tests can show."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path = REPO
+    ) -> None:
         self.name = name
         self.hostname = ""
         self.metrics_port = 0
@@ -44,7 +46,7 @@ class Process:
         self.proc = subprocess.Popen(
             args,
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -75,16 +77,21 @@ class Process:
 
 
 def spawn_worker(
-    env: dict[str, str], log_dir: Path, name: str = "worker", prefix: Sequence[str] = ()
+    env: dict[str, str],
+    log_dir: Path,
+    name: str = "worker",
+    prefix: Sequence[str] = (),
+    cwd: Path = REPO,
 ) -> Process:
     """A real Celery worker process (prefork, one child), started but perhaps not ready yet
     (:func:`wait_ready`); its metrics server gets a free port (``metrics_port``) unless ``env``
-    names one. ``prefix`` wraps its command line (``ip netns exec NS``: another host)."""
+    names one. ``prefix`` wraps its command line (``ip netns exec NS``: another host); ``cwd``
+    is the checkout whose code it runs (with ``PYTHONPATH`` in ``env``)."""
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     env = dict(env)
     env.setdefault("MOKSORI_WORKER_METRICS_PORT", str(free_port()))
     argv = [*prefix, *worker_argv(hostname), "--without-gossip", "--without-mingle"]
-    worker = Process(name, argv, env, log_dir)
+    worker = Process(name, argv, env, log_dir, cwd)
     worker.hostname = hostname
     worker.metrics_port = int(env["MOKSORI_WORKER_METRICS_PORT"])
     return worker
@@ -97,18 +104,25 @@ def wait_ready(worker: Process) -> Process:
     return worker
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
+def start_worker(
+    env: dict[str, str], log_dir: Path, name: str = "worker", cwd: Path = REPO
+) -> Process:
     """A real Celery worker process (prefork, one child) that has loaded its voices."""
-    return wait_ready(spawn_worker(env, log_dir, name))
+    return wait_ready(spawn_worker(env, log_dir, name, cwd=cwd))
 
 
 def start_api(
-    env: dict[str, str], log_dir: Path, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+    env: dict[str, str],
+    log_dir: Path,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
+    cwd: Path = REPO,
 ) -> tuple[Process, str]:
     """The API under gunicorn on a free port of ``host``; returns the process and its base URL.
-    ``prefix`` wraps its command line (``ip netns exec NS``: another host)."""
+    ``prefix`` wraps its command line (``ip netns exec NS``: another host); ``cwd`` as for
+    :func:`spawn_worker`."""
     port = free_port()
-    api = Process("api", [*prefix, *api_argv(host, port)], env, log_dir)
+    api = Process("api", [*prefix, *api_argv(host, port)], env, log_dir, cwd)
     base = f"http://{host}:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -1,7 +1,7 @@
 """The benchmark's smoke run: the real service on RabbitMQ with tiny voices, a few requests per
 phase. Its numbers are not checked here (the latest run is in docs/performance.md); its correctness
 checks are (exit status 1 on a 5xx, a lost job, a repeat that sent a task, twins that did not
-share one)."""
+share one, a long text not streamed to its end or not done)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,13 @@ def test_bench_smoke_prints_the_table() -> None:
         "API resident memory",
     ):
         assert measure in table, measure
+    long = table.split("### Long text", 1)[1]
+    assert "| measure | value | reference | ratio | target | met |" in long
+    for measure in (
+        "time to first audio byte",
+        "job done (the stream's end), 1 worker process",
+        "job done (the stream's end), 2 worker processes",
+        "sharing all but one sentence",
+        "short text (1 sentence): serving overhead p50",
+    ):
+        assert measure in long, measure
