@@ -75,12 +75,12 @@ def speak(pipeline: Pipeline, job: SpeechJob, hooks: Hooks) -> SynthesisResult:
     voice, key, done = pipeline.lookup(job)
     if done is not None:
         return done
+    model_started = time.perf_counter()  # the model's time includes normalizing
     sentences = plan(pipeline, voice, job)
     if not sentences:
         raise SynthesisError(UNSPEAKABLE, UNSPEAKABLE_CODE)
     if len(sentences) == 1:
-        return pipeline.render(voice, key, job, [sentences[0].spoken], started)
-    model_started = time.perf_counter()
+        return pipeline.render(voice, key, job, [sentences[0].spoken], started, model_started)
     pcm = make_all(pipeline, voice, job, sentences, hooks)
     model_s = time.perf_counter() - model_started
     return assemble(pipeline, voice, key, job, sentences, pcm, model_s, started)

@@ -291,7 +291,9 @@ class Pipeline:
         voice, key, done = self.lookup(job)
         if done is not None:
             return done
-        return self.render(voice, key, job, normalize(self.normalizer, text, voice), started)
+        model_started = time.perf_counter()
+        sentences = normalize(self.normalizer, text, voice)
+        return self.render(voice, key, job, sentences, started, model_started)
 
     def render(
         self,
@@ -300,9 +302,11 @@ class Pipeline:
         job: SpeechJob,
         sentences: list[str],
         started: float,
+        model_started: float | None = None,
     ) -> SynthesisResult:
-        """Normalized ``sentences`` synthesized in one go, encoded and stored under ``key``."""
-        model_started = time.perf_counter()
+        """Normalized ``sentences`` synthesized in one go, encoded and stored under ``key``;
+        the model's time counts from ``model_started`` (when normalizing began) if given."""
+        model_started = model_started or time.perf_counter()
         with speaking_rate(voice, job.speed):
             samples = synthesize(voice, sentences, self.sentence_pause)
         return self._store(voice, key, job.fmt, len(sentences), samples, model_started, started)
