@@ -121,6 +121,11 @@ JOB_LOST = _kind(
     "The job can no longer finish (its worker stopped reporting past the time limit, or its "
     "message left the queue unrun); the same request again starts it afresh.",
 )
+JOB_FAILED = _kind(
+    "job_failed",
+    409,
+    "The job failed, or can no longer finish (its status says why): it has no audio to send.",
+)
 # POST /v1/audio/speech, in OpenAI's terms (every invalid request is a 400 there).
 MISSING_PARAMETER = _kind(
     "missing_required_parameter", 400, "A required field of the body is missing."

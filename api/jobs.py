@@ -20,14 +20,13 @@ from api.errors import (
     INVALID_TEXT,
     INVALID_UUID,
     INVALID_WAIT,
-    JOB_LOST,
+    JOB_FAILED,
     MEMBER_UNAVAILABLE,
     MISSING_MEMBER_ID,
     MISSING_TEXT,
     NOT_FOUND,
     RATE_LIMITED,
     SERVICE_UNAVAILABLE,
-    SYNTHESIS_FAILED,
     TEXT_TOO_LONG,
     TOO_MANY_QUEUED,
     UNKNOWN_JOB,
@@ -35,7 +34,6 @@ from api.errors import (
     UNSPEAKABLE_TEXT,
     UNSUPPORTED_MEDIA_TYPE,
     ApiError,
-    job_failure,
 )
 from api.openapi import (
     AUTH_ERRORS,
@@ -215,7 +213,8 @@ STREAM_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosnif
     description="Starts as soon as the first sentence is stored and sends each next one as it "
     "is, joined by the voice's pause (chunked; a WAV whose header gives no length, so players "
     "read to the end). The bytes are the job's WAV once it is done. A job that fails after its "
-    "first sentence ends the stream early; its status says why.",
+    "first sentence ends the stream early; one that failed before is a 409; its status says "
+    "why.",
     security=BEARER_OPTIONAL,
     responses={
         200: {
@@ -227,15 +226,12 @@ STREAM_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosnif
             "Never issued, or expired after `MOKSORI_RESULT_EXPIRES`", UNKNOWN_JOB, NOT_FOUND
         ),
         414: URI_TOO_LONG,
-        422: error("The worker found nothing to pronounce in the text", UNSPEAKABLE_TEXT),
+        409: error("The job failed before any of its audio was stored", JOB_FAILED),
         429: RATE_ERRORS,
-        500: error("The synthesis failed", SYNTHESIS_FAILED),
         503: error(
-            "Every streaming slot of this process is taken (`MOKSORI_MAX_WAITING`), the result "
-            "backend or storage is unreachable, or the job was lost (or its audio could not "
-            "be stored)",
+            "Every streaming slot of this process is taken (`MOKSORI_MAX_WAITING`), or the "
+            "result backend or storage is unreachable",
             SERVICE_UNAVAILABLE,
-            JOB_LOST,
             headers=RETRY_AFTER,
         ),
     },
@@ -246,7 +242,10 @@ def stream_audio(path: JobPath) -> Response:
     try:
         first, body = open_stream(_service(), path.job_id, "wav")
     except JobEndedError as exc:
-        raise job_failure(exc.message, exc.code) from None
+        if exc.code == UNKNOWN_JOB.code:
+            raise UNKNOWN_JOB(exc.message) from None
+        # Asking again cannot help, whatever the reason: the job's own code is in the message.
+        raise JOB_FAILED(f"The job failed ({exc.code}): {exc.message}") from None
     mimetype = "audio/wav" if first.key.endswith(".wav") else "application/octet-stream"
     response = Response(body, mimetype=mimetype, headers=STREAM_HEADERS)
     response.headers["X-Moksori-Job-Id"] = path.job_id

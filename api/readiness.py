@@ -3,7 +3,7 @@
 Three checks, run side by side in a small thread pool, each with its own timeout:
 
 * ``broker``: a fresh connection to the broker (connect, handshake and replies each bounded;
-  not the publishing pool of :mod:`api.fleet`, whose timeouts are ``MOKSORI_PUBLISH_TIMEOUT``);
+  not the publishing pool of :mod:`common.fleet`, whose timeouts are ``MOKSORI_PUBLISH_TIMEOUT``);
 * ``workers``: at least one worker consumes a member queue (RabbitMQ's consumer count of each
   member's queue, read on that same connection). The embedded filesystem broker keeps no
   consumer list, so there the answer is honestly ``unknown`` (and does not fail readiness);

@@ -30,13 +30,13 @@ from api.errors import (
     UNSPEAKABLE_TEXT,
     ApiError,
 )
-from api.fleet import Fleet
 from api.inflight import Inflight, open_inflight
 from api.quota import Quota, open_quota
 from api.validation import TextRequest
 from common import logs
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED
 from common.config import Settings
+from common.fleet import Fleet
 from common.jobs import (
     QUEUED,
     REQUEST_ID_HEADER,

@@ -15,7 +15,13 @@ import time
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
+from celery.signals import (
+    celeryd_after_setup,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 from kombu.exceptions import KombuError
 
 from common.config import process_settings
@@ -46,6 +52,12 @@ app.conf.update(
 # Set by the pool process once its voices are loaded (or failed to load); the worker's main
 # process starts consuming only then. Created before the pool forks, so both share it.
 _voices_loaded: Any = None
+
+
+@celeryd_after_setup.connect
+def _note_pool_size(instance: Any = None, **_: Any) -> None:
+    # Before the pool forks: its processes inherit it (a job asks whether anyone can help).
+    runtime.set_pool_size(getattr(instance, "concurrency", 1) or 1)
 
 
 @worker_init.connect

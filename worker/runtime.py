@@ -21,6 +21,7 @@ from worker.voices import load_bank, resolve_device
 _LOGGER = logging.getLogger(__name__)
 
 _PIPELINE: Pipeline | None = None
+_POOL_SIZE = 1
 
 
 def start(settings: Settings) -> Pipeline:
@@ -89,6 +90,17 @@ def narrow(settings: Settings, repository: Repository) -> Repository:
     return Repository(
         voices={m: v for m, v in repository.voices.items() if m in wanted}, errors=errors
     )
+
+
+def set_pool_size(processes: int) -> None:
+    """Record how many pool processes this worker runs (set before the pool forks)."""
+    global _POOL_SIZE
+    _POOL_SIZE = max(1, int(processes))
+
+
+def pool_size() -> int:
+    """How many pool processes this worker runs (``--concurrency``)."""
+    return _POOL_SIZE
 
 
 def current() -> Pipeline:

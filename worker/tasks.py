@@ -16,6 +16,7 @@ from kombu.exceptions import KombuError
 
 from common.audio_formats import DEFAULT_FORMAT, DEFAULT_SPEED, FORMATS, MAX_SPEED, MIN_SPEED
 from common.config import Settings, process_settings
+from common.fleet import Fleet
 from common.jobs import (
     REQUEST_ID_HEADER,
     SENTENCE_TASK_NAME,
@@ -121,6 +122,8 @@ def _hooks(task: Task, settings: Settings, job: SpeechJob) -> paragraph.Hooks:
         version = pipeline.voice(job.member_id, job.version).spec.version
         request_id = joblog.request_id(task)
         try:
+            if not _helped(task, settings, job.member_id):
+                return  # nobody else could take them: they would only cost a lookup each
             for sentence in sentences:
                 message = SentenceMessage(
                     member_id=job.member_id,
@@ -142,6 +145,20 @@ def _hooks(task: Task, settings: Settings, job: SpeechJob) -> paragraph.Hooks:
     return paragraph.Hooks(
         claims=_claims(task.app, settings.queue), report=report, hand_out=hand_out
     )
+
+
+def _helped(task: Task, settings: Settings, member_id: int) -> bool:
+    """Whether another process may take this member's sentences: another pool process here,
+    or another worker consuming the member's queue (a broker that cannot count: assume so)."""
+    if runtime.pool_size() > 1:
+        return True
+    consumers = _fleet(task.app, settings.queue, settings.publish_timeout).consumers(member_id)
+    return consumers is None or consumers > 1
+
+
+@cache
+def _fleet(app: Any, queue: str, timeout_s: float) -> Fleet:
+    return Fleet(app, queue, timeout_s)
 
 
 def _run(task: Task, settings: Settings, job: SpeechJob) -> SynthesisResult:

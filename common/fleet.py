@@ -2,8 +2,9 @@
 
 A worker consumes exactly the queues of the members it serves (``MOKSORI_MEMBERS``), so a member
 queue with no consumer is a member nobody would synthesize: the API answers 503 at once instead
-of letting the job wait forever. A passive ``queue.declare`` costs one round trip; a positive
-answer is remembered for a couple of seconds so the request path rarely pays even that.
+of letting the job wait forever; a worker leading a long text hands sentences out only when
+another worker shares its member's queue. A passive ``queue.declare`` costs one round trip; a
+positive answer is remembered for a couple of seconds so the request path rarely pays even that.
 Transports without consumer counts (the embedded filesystem broker) report ``None``: unknown.
 """
 
