@@ -476,21 +476,6 @@ class Phases:
             f"<= {self.old.rev} + 2 ms",
             new <= old + 0.002,
         )
-        # e8e783f's worker started its model clock before normalizing the text; this revision's
-        # normalizes while planning the text's sentences, before it: its figure above holds the
-        # normalization, e8e783f's does not. Here it is taken out, timed in-process per text.
-        alike = pct([o - n for o, n in zip(short.overhead, short.normalize, strict=True)], 50)
-        self.report.add_long(
-            5,
-            "short text: the same, normalization counted alike (as model time, as "
-            f"{self.old.rev}'s worker counts it: this revision's overhead less each text's "
-            "normalize stage timed in-process)",
-            ms(alike),
-            f"{ms(old)} ({self.old.rev})",
-            f"{alike / old:.2f}x ({(alike - old) * 1000:+.1f} ms)",
-            f"<= {self.old.rev} + 2 ms",
-            alike <= old + 0.002,
-        )
         self.report.add_long(
             10,
             "short text: where the serving overhead goes, p50 (profile)",
