@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from kombu import Connection
 
+from bench.reading import Scorer, load_cases
 from common.jobs import member_queue
 from common.media_secret import MediaSecret
 from harness import netns
@@ -66,6 +67,15 @@ TEST_SECRET = MediaSecret(b"moksori-tests-media-secret")
 
 SERVICE_ACCOUNT = "moksori-test@moksori-local.iam.gserviceaccount.com"
 """The account a test service-account key names (tests/conftest.py makes the key)."""
+
+
+def assert_reads_held_out(scorer: Scorer, path: Path, count: int, minimum: float) -> None:
+    """A held-out reading set (``count`` cases) is read as expected at least ``minimum`` of the
+    time, the share measured when it was written blind; the failures are listed."""
+    cases = load_cases(path)
+    assert len(cases) == count
+    score, failed = scorer.score(cases)
+    assert score >= minimum, f"{100 * score:.1f} % read as expected:\n{failed}"
 
 
 def base_env(**settings: str) -> dict[str, str]:

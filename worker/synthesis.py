@@ -2,8 +2,9 @@
 
 ``normalize()`` -> ``synthesize()`` -> ``encode_audio()`` -> ``store()``
 
-Plain functions and one small class, testable without a broker; the Celery task only calls
-:meth:`Pipeline.run`.
+Plain functions and one small class, testable without a broker. The Celery task goes through
+:func:`worker.paragraph.speak`, which uses :meth:`Pipeline.lookup` and :meth:`Pipeline.render`
+for a text of one sentence; :meth:`Pipeline.run` is the same path for a whole text in one go.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bench.reading import Scorer, load_cases
 from harness.processes import REPO
+from tests.support import assert_reads_held_out
 
 BLIND = REPO / "tests" / "data" / "readings_blind.tsv"
 
@@ -18,10 +19,7 @@ MINIMUM = 0.93
 
 def test_moksori_reads_the_blind_set(scorer: Scorer) -> None:
     """At least the measured share of the held-out cases is read as expected; failures listed."""
-    cases = load_cases(BLIND)
-    assert len(cases) == 322
-    score, failed = scorer.score(cases)
-    assert score >= MINIMUM, f"{100 * score:.1f} % read as expected:\n{failed}"
+    assert_reads_held_out(scorer, BLIND, 322, MINIMUM)
 
 
 def test_a_case_may_accept_several_readings(scorer: Scorer) -> None:

@@ -5,8 +5,9 @@ figure measured when the set was written."""
 
 from __future__ import annotations
 
-from bench.reading import Scorer, load_cases
+from bench.reading import Scorer
 from harness.processes import REPO
+from tests.support import assert_reads_held_out
 
 UNSEEN = REPO / "tests" / "data" / "readings_unseen.tsv"
 
@@ -17,7 +18,4 @@ MINIMUM = 0.91
 
 def test_moksori_reads_the_unseen_set(scorer: Scorer) -> None:
     """At least the measured share of the held-out cases is read as expected; failures listed."""
-    cases = load_cases(UNSEEN)
-    assert len(cases) == 200
-    score, failed = scorer.score(cases)
-    assert score >= MINIMUM, f"{100 * score:.1f} % read as expected:\n{failed}"
+    assert_reads_held_out(scorer, UNSEEN, 200, MINIMUM)
