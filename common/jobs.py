@@ -127,6 +127,8 @@ class SentenceMessage(TypedDict):
     speed: float
     job_id: str
     """The job that handed it out (for the logs)."""
+    index: int
+    """Its place in that job's text, from 0 (for the logs)."""
 
 
 def member_queue(prefix: str, member_id: int) -> str:

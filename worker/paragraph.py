@@ -7,7 +7,9 @@ Each sentence is an object of its own, named exactly as a text of that one sente
 (:func:`common.jobs.speech_key`, as a WAV at the job's speed): a later text containing it, or a
 client sending it alone, finds it stored. The job that leads the text makes its sentences in
 order, skipping the ones stored or claimed by another process (:mod:`worker.claims`), and hands
-the others out as ``moksori.sentence`` tasks on the member's queue for idle processes to take.
+the others out as ``moksori.sentence`` tasks on the member's queue for idle processes to take,
+longest first, so that what is left at the end is short and the processes run out of work
+together.
 It reports which sentences are ready after each one (the job's STARTED record, which the API
 streams from), then joins them with the voice's pause into the text's own object.
 """
@@ -104,7 +106,8 @@ def make_all(
     report()
     missing = [s for s in sentences if ready[s.index] is None]
     if hooks.claims.shared and len(missing) > 1:
-        hooks.hand_out(missing[1:])  # the first one is this job's to make right away
+        # The first one is this job's to make right away; the others go out longest first.
+        hooks.hand_out(sorted(missing[1:], key=lambda s: -len(s.spoken)))
     while missing:
         progressed = False
         for sentence in missing:

@@ -5,6 +5,7 @@ report: the work lives in :mod:`worker.synthesis` and :mod:`worker.paragraph`.""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -131,6 +132,7 @@ def _hooks(task: Task, settings: Settings, job: SpeechJob) -> paragraph.Hooks:
                     voice_version=version,
                     speed=job.speed,
                     job_id=task.request.id,
+                    index=sentence.index,
                 )
                 task.app.send_task(
                     SENTENCE_TASK_NAME,
@@ -185,6 +187,7 @@ def synthesize_sentence(
     voice_version: str,
     speed: float,
     job_id: str = "",
+    index: int = 0,
 ) -> None:
     """Make and store one sentence of job ``job_id``'s text, unless it is stored already or
     another process is making it (:class:`common.jobs.SentenceMessage`).
@@ -201,6 +204,7 @@ def synthesize_sentence(
         sentences = paragraph.plan(pipeline, voice, SpeechJob(int(member_id), text, speed=speed))
         claims = _claims(self.app, settings.queue)
         for sentence in sentences:  # one, unless the job's worker split it differently
+            sentence = replace(sentence, index=int(index) + sentence.index)
             if pipeline.storage.lookup(sentence.key) is not None:
                 continue  # a duplicate delivery, or the job got there first
             with claims.holding(sentence.key) as mine:

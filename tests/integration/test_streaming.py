@@ -171,6 +171,9 @@ def test_two_workers_share_a_text(stack: Stack, tmp_path: Path) -> None:
         eventually(lambda: waiting(stack) == 0, "the handed-out sentences taken")
         here, there = made(stack.worker, mark), made(other)
         assert here + there == SENTENCES and here >= 1 and there >= 1, (here, there)
+        # Each process's log names the sentences it made by their place in the text.
+        places = MADE.findall(stack.worker.output()[mark:]) + MADE.findall(other.output())
+        assert sorted(map(int, places)) == list(range(1, SENTENCES + 1)), places
 
         mark, other_mark = len(stack.worker.output()), len(other.output())
         shared = "우리 함께 노래해요."

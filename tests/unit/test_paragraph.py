@@ -160,6 +160,8 @@ def test_a_sentence_another_process_makes_is_waited_for_not_made(
         )
     finally:
         helper.join()
-    assert handed == [[1, 2]]  # all but the first, which the job starts on at once
+    # All but the first, which the job starts on at once; the longer one first.
+    assert len(sentences[2].spoken) > len(sentences[1].spoken)
+    assert handed == [[2, 1]]
     assert made == [sentences[0].text, sentences[2].text, sentences[1].text]  # 2nd by "other"
     assert result["sentences"][1] == sentences[1].key
