@@ -25,7 +25,7 @@ from ko_speech_tools.jamo import h2j, j2hcj
 
 _LOGGER = logging.getLogger(__name__)
 
-NORMALIZER_VERSION = "4"
+NORMALIZER_VERSION = "5"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s+|\n+")
 _SPACES = re.compile(r"\s+")

@@ -230,6 +230,8 @@ UNITS = {
     "µm": "마이크로미터",
     "m": "미터",
     "kg": "킬로그램",
+    "μg": "마이크로그램",
+    "µg": "마이크로그램",
     "mg": "밀리그램",
     "g": "그램",
     "t": "톤",
@@ -264,6 +266,8 @@ UNITS = {
     "GHz": "기가헤르츠",
     "ms": "밀리초",
     "dB": "데시벨",
+    "ha": "헥타르",
+    "hPa": "헥토파스칼",
     "ft": "피트",
     "lb": "파운드",
     "oz": "온스",
@@ -391,6 +395,8 @@ LOANWORDS = {
     "wi-fi": "와이파이",
     "ceo": "씨이오",
     "korea": "코리아",
+    "airport": "에어포트",
+    "moksori": "목소리",  # this service's own name, in its addresses
     "vs": "대",  # 한국 vs 일본: 한국 대 일본
 }
 # Symbols read between words or numbers (not alone: a lone "&" is punctuation).
@@ -504,7 +510,7 @@ def cardinal(number: str, text: str, end: int, before: str = "") -> str:
 
 _URL = re.compile(
     r"(?:https?://)?(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|kr|io|co|go|ai)"
-    r"(?:\.[a-z]{2})?(?:/[A-Za-z0-9_\-./?=&%]*)?(?![A-Za-z])|https?://[^\s가-힣]+"
+    r"(?:\.[a-z]{2})?(?:/[A-Za-z0-9_\-./?=&%@]*)?(?![A-Za-z])|https?://[^\s가-힣]+"
 )
 _EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _PHONE = re.compile(
@@ -512,17 +518,21 @@ _PHONE = re.compile(
     r"(?:(?:\(?0\d{1,2}\)?[ -])?\d{3,4}-\d{4}(?![\d-]|년)|\d{2,6}(?:-\d{2,8}){2,}(?![\d-]))"
 )
 # Service numbers said digit by digit (119에 신고), unless a counter follows (119명).
-_SERVICE_NUMBER = re.compile(r"(?<![\d.,])(11[249]|1330|120)(?![\d.,])")
-# A number named as one (인증번호, 우편번호는 12345, 주문 번호: 2025) is read as a code.
+# Not a side of a ratio (120:1), a signed amount (-120억) or a magnitude's count (120만).
+_SERVICE_NUMBER = re.compile(r"(?<![\d.,:\-−])(11[249]|1330|120)(?![\d.,:]|\s?[만억조천백])")
+# A number named as one (인증번호, 우편번호는 12345, 주문 번호: 2025) is read as a code, and
+# so are a card's or a phone's last digits (끝자리가 4021인).
 # Brackets around it ([483920]를) are not heard: the particle joins the last digit.
-_NAMED_CODE = re.compile(r"((?:번호|코드)(?:는|가|:)?\s?)(?:\[(\d+)\]|(\d+)(?![\d.,]))")
+_NAMED_CODE = re.compile(
+    r"((?:번호|코드|[끝뒷앞] ?자리)(?:는|가|:)?\s?)(?:\[(\d+)\]|(\d+)(?![\d.,]))"
+)
 # Arithmetic: 1+1=2 -> 일 더하기 일은 이; 5×3, 10÷2.
 _EQUATION = re.compile(r"(?<![\w.])(\d+)\s?([+×÷])\s?(\d+)(?:\s?=\s?(\d+))?(?![\d.])")
 _OPERATORS = {"+": "더하기", "×": "곱하기", "÷": "나누기"}
 _LETTER_TWO_LETTER = re.compile(r"\b([A-Z])2([A-Z])\b")  # B2B 비투비, P2P 피투피
 _ZERO_CODE = re.compile(r"(?<![\d.,])0\d+(?![\d.,]\d)")
 _DATE = re.compile(r"(?<![\d.])(\d{4})\s?([-./])\s?(\d{1,2})\s?\2\s?(\d{1,2})(?!\d)(?:\.(?!\d))?")
-_TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])")
+_TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:]|,\d)")
 # 3·1절 삼일절, 6·25 육이오, 5·18 오일팔, 6·10 육십: month and day with a middle dot, said as
 # one word; a day past 12 that is not a round ten digit by digit.
 _DOTTED_DAY = re.compile(r"(?<![\d.])(1[0-2]|[1-9])\s?[·ㆍ・]\s?([1-9]|[12]\d|3[01])(?![\d.])")
@@ -537,12 +547,15 @@ _PROMOTION = re.compile(
     r"(?<![\d.])([1-3])\+([1-3])(?![\d=])"
     r"(?=\s?(?:행사|이벤트|상품|할인|특가|증정|혜택|세일|제품|이에요|입니다|이야|이래|이네|이었|짜리))"
 )
-_ENGLISH_DIGITS = {"1": "원", "2": "투", "3": "쓰리"}
+_ENGLISH_DIGITS = {"1": "원", "2": "투", "3": "쓰리", "4": "포", "5": "파이브"}
+_ENGLISH_DIGITS.update({"6": "식스", "7": "세븐", "8": "에잇", "9": "나인"})
 # The end of a date range written without its year: 2025.07.01~07.31 -> …에서 칠월 삼십일 일.
 _DATE_RANGE_END = re.compile(
     r"(?<=일)\s?[~〜～]\s?(1[0-2]|0?[1-9])\.(3[01]|[12]\d|0?[1-9])\.?(?![\d.])"
 )
-_RATIO = re.compile(r"(?<![\d:.])(\d+(?:\.\d+)?)\s?:\s?(\d+(?:\.\d+)?)(?![\d:])")
+# 3:2, 1:2:4 (삼 대 이, 일 대 이 대 사), 1:50,000 (a map's scale).
+_RATIO_SIDE = rf"{_NUMBER}(?:\.\d+)?"
+_RATIO = re.compile(rf"(?<![\d:.,]){_RATIO_SIDE}(?:\s?:\s?{_RATIO_SIDE})+(?![\d:])")
 _RANGE = re.compile(rf"({_NUMBER}(?:\.\d+)?)\s?([^\s\d~]*?)\s?[~〜～]\s?({_NUMBER}(?:\.\d+)?)")
 # Two adjacent small numbers before one counter are one approximate numeral, as the
 # 표준국어대사전 (NIKL) lists them: native 한두, 두세, 서너, 네댓, 대여섯, 예닐곱, 일여덟,
@@ -565,8 +578,11 @@ _NOT_COUNTING_NATIVE = frozenset(["시", "번째", "째"])
 # it reads as a proper fraction (1/2, 3/4, 5/8: a numerator below a denominator up to 12) with
 # no weekday after it. A denominator from 13 to 31 is rare, a day often; so is a fraction >= 1.
 _MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(3[01]|[12]\d|0?[1-9])(?![\d/])")
-_GENERATION = re.compile(r"(?<![\w.])([3-6])G(?![A-Za-z0-9])")  # 5G 파이브지: said in English
-_GENERATIONS = {"3": "쓰리", "4": "포", "5": "파이브", "6": "식스"}
+# A digit glued to capitals is said in English: 5G 파이브지, 4K 포케이 (a network's generation, a
+# screen's resolution); A4 에이포, MP3 엠피쓰리, F1 에프원 (one digit after at most three
+# capitals: a model or a size; G20 and 코로나19 keep Korean numbers).
+_GENERATION = re.compile(r"(?<![\w.])([3-6]G|[48]K)(?![A-Za-z0-9])")
+_LETTERS_DIGIT = re.compile(r"(?<![\w.])([A-Z]{1,3})([1-9])(?![0-9A-Za-z.])")
 # What is left of a range between words (서울~부산, 10:00~22:00 once read) is 에서.
 _WORD_RANGE = re.compile(r"(?<=[가-힣])\s?[~〜～]\s?(?=[가-힣])")
 _WEEKDAY = re.compile(r"(?<=일)\s?\(([월화수목금토일])\)")  # 1일(월) -> 1일 월요일
@@ -588,6 +604,11 @@ _APPROXIMATE = re.compile(
 _LATIN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
 _SYMBOL = re.compile(r"(?<=[\w)])\s?([&+=×÷])\s?(?=[\w(])|(?<=[A-Za-z])(\+\+?)(?![A-Za-z0-9+])")
 _HASHTAG = re.compile(r"(?<!\w)#(?=[^\W\d_])")  # #맛집: 해시태그 맛집
+# A phone's keys, named with a particle or as keys: *를 누르면 별표, # 버튼 샵.
+_KEY = re.compile(r"(?<![\w*#])([*#])(?=\s?(?:버튼|키)|[을를은는이가](?![가-힣]))")
+_KEYS = {"*": "별표", "#": "샵"}
+# ㈜, which NFKC makes (주): a company's legal form, said in full.
+_COMPANY = re.compile(r"\(주\)")
 _HANJA = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
@@ -605,9 +626,10 @@ def _spell_address(text: str) -> str:
     """example.co.kr -> 이그잼플 닷 씨오 닷 케이알: dots as 닷, slashes as 슬래시, words from
     the loanword table, other letters one by one, digits one by one."""
     out = []
-    for piece in re.split(r"([./\-_:?=&])", text):
-        if piece in {".", "/", "-", "_", ":", "?", "=", "&"}:
-            out.append({".": "닷", "/": "슬래시", "-": "대시", "_": "언더바"}.get(piece, ""))
+    for piece in re.split(r"([./\-_:?=&@])", text):
+        if piece in {".", "/", "-", "_", ":", "?", "=", "&", "@"}:
+            said = {".": "닷", "/": "슬래시", "-": "대시", "_": "언더바", "@": "골뱅이"}
+            out.append(said.get(piece, ""))
         elif piece:
             words = re.findall(r"[A-Za-z]+|\d+", piece)
             out.extend(_address_word(w) if w.isalpha() else digits(w) for w in words)
@@ -655,6 +677,10 @@ def _dotted_day(match: re.Match[str]) -> str:
 
 
 def _ratio(match: re.Match[str]) -> str:
+    return " 대 ".join(_amount(side) for side in re.split(r"\s?:\s?", match[0]))
+
+
+def _score(match: re.Match[str]) -> str:
     return f"{_amount(match[1])} 대 {_amount(match[2])}"
 
 
@@ -791,17 +817,22 @@ def _number(match: re.Match[str]) -> str:
 
 def _unit_number(match: re.Match[str]) -> str:
     """A number before a Latin unit: always Sino (NIKL: 삼 킬로미터); km/h and m/s become
-    시속/초속 in front."""
+    시속/초속 in front; another unit after a slash is "per" it (35μg/m3: 마이크로그램 퍼
+    세제곱미터)."""
     number, fraction, unit = match[1], match[2], match[3]
     amount = decimal(number, fraction) if fraction else sino(_int(number))
     prefix = _KMH.get(unit, "")
     name = UNITS[unit]
     if unit in _KMH:
         name = name.split(" ")[0]
+    if match[4]:
+        name = f"{name} 퍼 {UNITS[match[4]]}"
     return f"{prefix} {amount} {name}".strip()
 
 
-_NUMBER_UNIT = re.compile(rf"(?<![\d.])({_NUMBER})(?:\.(\d+))?\s?({_UNIT_NAMES})(?![A-Za-z0-9])")
+_NUMBER_UNIT = re.compile(
+    rf"(?<![\d.])({_NUMBER})(?:\.(\d+))?\s?({_UNIT_NAMES})(?:/({_UNIT_NAMES}))?(?![A-Za-z0-9])"
+)
 
 
 def _latin_word(word: str) -> str:
@@ -878,9 +909,17 @@ def _initial_sound(syllable: str) -> str:
     return syllable
 
 
+_D_OR_J = {3, 12}  # the initials ㄷ and ㅈ, as (syllable - 가) // 588
+
+
 def _hanja(match: re.Match[str]) -> str:
     table = _hanja_readings()
-    word = "".join(table.get(ch, "") for ch in match[0])
+    readings = [table.get(ch, "") for ch in match[0]]
+    for i, ch in enumerate(match[0]):
+        after = readings[i + 1][:1] if i + 1 < len(readings) else ""
+        if ch == "不" and after and (ord(after) - 0xAC00) // 588 in _D_OR_J:
+            readings[i] = "부"  # 부동산, 부족: 不 is 부 before ㄷ and ㅈ
+    word = "".join(readings).replace("십월", "시월").replace("육월", "유월")
     if _GIM.match(match.string, match.start()) and not match[0].startswith(_GEUM_WORDS):
         word = "김" + word[1:]
     start = match.start()
@@ -903,15 +942,16 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_PROMOTION, lambda m: f"{_ENGLISH_DIGITS[m[1]]} 플러스 {_ENGLISH_DIGITS[m[2]]}"),
     (_EQUATION, _equation),
     (_LETTER_TWO_LETTER, lambda m: f"{LETTER_NAMES[m[1].lower()]}투{LETTER_NAMES[m[2].lower()]}"),
+    (_LETTERS_DIGIT, lambda m: _latin_word(m[1]) + _ENGLISH_DIGITS[m[2]]),
     (_TIME, _time),
     (_RATIO, _ratio),
-    (_SCORE, _ratio),
+    (_SCORE, _score),
     (_DOTTED_DAY, _dotted_day),
     (_APPROXIMATE, _approximate),
     (_RANGE, _range),
     (_MONTH_DAY, _month_day),
     (_FRACTION, _fraction),
-    (_GENERATION, lambda m: f"{_GENERATIONS[m[1]]}지"),
+    (_GENERATION, lambda m: _ENGLISH_DIGITS[m[1][0]] + LETTER_NAMES[m[1][1].lower()]),
     (_SIGNED, _signed),
     (_CURRENCY_BEFORE, _currency_before),
     (_ZERO_CODE, lambda m: digits(m[0])),
@@ -920,6 +960,8 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(rf"(?<![\d.])({_NUMBER})(?:\.(\d+))?"), _number),
     (_WORD_RANGE, lambda m: "에서 "),
     (_WEEKDAY, lambda m: f" {m[1]}요일"),
+    (_KEY, lambda m: _KEYS[m[1]]),
+    (_COMPANY, lambda m: "주식회사 "),
     (_SYMBOL, _symbol),
     (_HASHTAG, lambda m: "해시태그 "),
     (_LATIN, _latin),
