@@ -96,6 +96,7 @@ NATIVE_COUNTERS = frozenset(
         "덩이",
         "팩",
         "박스",
+        "정",
         "명씩",
         "개씩",
         "번째",
@@ -125,6 +126,7 @@ SINO_QUANTITIES = frozenset(
         "개국",
         "개년",
         "개소",
+        "개사",
         "박",
         "인",
         "달러",
@@ -272,7 +274,9 @@ UNITS = {
     "lb": "파운드",
     "oz": "온스",
 }
-_KMH = {"km/h": "시속", "m/s": "초속"}  # NIKL spoken style: 시속 백 킬로미터
+# NIKL spoken style: 시속 백 킬로미터; 화씨 칠십오 도.
+_KMH = {"km/h": "시속", "m/s": "초속"}
+_UNIT_PREFIX = {**_KMH, "°F": "화씨"}
 
 # Korean names of Latin letters (NIKL's 외래어 표기: Z is 제트).
 LETTER_NAMES = dict(
@@ -495,7 +499,8 @@ def cardinal(number: str, text: str, end: int, before: str = "") -> str:
     people = _PEOPLE_BEFORE_BUN.search(before) or _PEOPLE_AFTER_BUN.match(text, after)
     if counter == "분" and people:
         return native(value) or sino(value)
-    if counter == "번" and (before.endswith("제") or _NUMBERING_AFTER_BEON.match(text, after)):
+    numbered = before.endswith("제") or re.search(r"번호\s?$", before)
+    if counter == "번" and (numbered or _NUMBERING_AFTER_BEON.match(text, after)):
         return sino(value)
     if counter == "시" and value == 24 and _ALL_DAY.match(text, after):
         return sino(value)
@@ -521,10 +526,12 @@ _PHONE = re.compile(
 # Not a side of a ratio (120:1), a signed amount (-120억) or a magnitude's count (120만).
 _SERVICE_NUMBER = re.compile(r"(?<![\d.,:\-−])(11[249]|1330|120)(?![\d.,:]|\s?[만억조천백])")
 # A number named as one (인증번호, 우편번호는 12345, 주문 번호: 2025) is read as a code, and
-# so are a card's or a phone's last digits (끝자리가 4021인).
+# so are a card's or a phone's last digits (끝자리가 4021인), an extension (내선 2041) and digit
+# groups after the name (운송장 번호 6012 3456 7890). A number of one or two digits that a
+# counter follows counts instead (대기 번호 27번: 이십칠 번).
 # Brackets around it ([483920]를) are not heard: the particle joins the last digit.
 _NAMED_CODE = re.compile(
-    r"((?:번호|코드|[끝뒷앞] ?자리)(?:는|가|:)?\s?)(?:\[(\d+)\]|(\d+)(?![\d.,]))"
+    r"((?:번호|코드|[끝뒷앞] ?자리|내선)(?:는|가|:)?\s?)(?:\[(\d+)\]|(\d+(?: \d+)*)(?![\d.,]))"
 )
 # Arithmetic: 1+1=2 -> 일 더하기 일은 이; 5×3, 10÷2.
 _EQUATION = re.compile(r"(?<![\w.])(\d+)\s?([+×÷])\s?(\d+)(?:\s?=\s?(\d+))?(?![\d.])")
@@ -532,6 +539,11 @@ _OPERATORS = {"+": "더하기", "×": "곱하기", "÷": "나누기"}
 _LETTER_TWO_LETTER = re.compile(r"\b([A-Z])2([A-Z])\b")  # B2B 비투비, P2P 피투피
 _ZERO_CODE = re.compile(r"(?<![\d.,])0\d+(?![\d.,]\d)")
 _DATE = re.compile(r"(?<![\d.])(\d{4})\s?([-./])\s?(\d{1,2})\s?\2\s?(\d{1,2})(?!\d)(?:\.(?!\d))?")
+# 12.10(수): a month and day before a weekday; 25.12.31: a two-digit year, month and day.
+_DOTTED_MONTH_DAY = re.compile(
+    r"(?<![\d.])(1[0-2]|0?[1-9])\.(3[01]|[12]\d|0?[1-9])\.?(?=\s?\([월화수목금토일]\))"
+)
+_SHORT_DATE = re.compile(r"(?<![\d.])(\d\d)\.(1[0-2]|0[1-9])\.(3[01]|[12]\d|0[1-9])(?![\d.])")
 _TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:]|,\d)")
 # 3·1절 삼일절, 6·25 육이오, 5·18 오일팔, 6·10 육십: month and day with a middle dot, said as
 # one word; a day past 12 that is not a round ten digit by digit.
@@ -577,16 +589,19 @@ _NOT_COUNTING_NATIVE = frozenset(["시", "번째", "째"])
 # 12/31, 5/5, 3/2(월): a date when the first number can be a month and the second a day, unless
 # it reads as a proper fraction (1/2, 3/4, 5/8: a numerator below a denominator up to 12) with
 # no weekday after it. A denominator from 13 to 31 is rare, a day often; so is a fraction >= 1.
-_MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(3[01]|[12]\d|0?[1-9])(?![\d/])")
-# A digit glued to capitals is said in English: 5G 파이브지, 4K 포케이 (a network's generation, a
-# screen's resolution); A4 에이포, MP3 엠피쓰리, F1 에프원 (one digit after at most three
-# capitals: a model or a size; G20 and 코로나19 keep Korean numbers).
-_GENERATION = re.compile(r"(?<![\w.])([3-6]G|[48]K)(?![A-Za-z0-9])")
+_MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(3[01]|[12]\d|0?[1-9])(?![\d/]|,\d)")
+# A digit glued to capitals is said in English: 5G 파이브지, 4K 포케이, 3D 쓰리디 (a network's
+# generation, a screen's resolution, dimensions); A4 에이포, MP3 엠피쓰리, F1 에프원 (one digit
+# after at most three capitals: a model or a size; G20 keeps Korean numbers).
+_GENERATION = re.compile(r"(?<![\w.])([3-6]G|[48]K|[234]D)(?![A-Za-z0-9])")
+# 코로나19, COVID-19: the disease's year, said digit by digit (코로나 일구).
+_COVID = re.compile(r"(?i)(코로나|covid)\s?-?\s?19(?!\d)")
+_OUTS = re.compile(r"(?<!\d)([1-3])\s?아웃")  # baseball: 투아웃, said in English
 _LETTERS_DIGIT = re.compile(r"(?<![\w.])([A-Z]{1,3})([1-9])(?![0-9A-Za-z.])")
 # What is left of a range between words (서울~부산, 10:00~22:00 once read) is 에서.
 _WORD_RANGE = re.compile(r"(?<=[가-힣])\s?[~〜～]\s?(?=[가-힣])")
 _WEEKDAY = re.compile(r"(?<=일)\s?\(([월화수목금토일])\)")  # 1일(월) -> 1일 월요일
-_FRACTION = re.compile(r"(?<![\d/])(\d+)\s?[/⁄]\s?(\d+)(?![\d/])")
+_FRACTION = re.compile(rf"(?<![\d/])({_NUMBER})\s?[/⁄]\s?({_NUMBER})(?![\d/])")
 _SIGNED = re.compile(r"(?<![\w)\].,])([-−+±])(?=\d)")
 _CURRENCY_BEFORE = re.compile(
     rf"([₩$€¥£]|(?:USD|KRW|EUR|JPY|CNY)\s?)({_NUMBER})(?:\.(\d+))?\s?(만|억|조)?"
@@ -604,17 +619,43 @@ _APPROXIMATE = re.compile(
 _LATIN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
 _SYMBOL = re.compile(r"(?<=[\w)])\s?([&+=×÷])\s?(?=[\w(])|(?<=[A-Za-z])(\+\+?)(?![A-Za-z0-9+])")
 _HASHTAG = re.compile(r"(?<!\w)#(?=[^\W\d_])")  # #맛집: 해시태그 맛집
-# A phone's keys, named with a particle or as keys: *를 누르면 별표, # 버튼 샵.
-_KEY = re.compile(r"(?<![\w*#])([*#])(?=\s?(?:버튼|키)|[을를은는이가](?![가-힣]))")
+# A phone's keys, named with a particle or as keys: *를 누르면 별표, # 버튼 샵; * 표시 별표.
+_KEY = re.compile(r"(?<![\w*#])([*#])(?=\s?(?:버튼|키|표시)|[을를은는이가](?![가-힣]))")
 _KEYS = {"*": "별표", "#": "샵"}
+_GREEK = re.compile("[αβγδελμπσωΩΣΔ]")
+_GREEK_NAMES = dict(
+    zip(
+        "αβγδελμπσωΩΣΔ",
+        [
+            "알파",
+            "베타",
+            "감마",
+            "델타",
+            "엡실론",
+            "람다",
+            "뮤",
+            "파이",
+            "시그마",
+            "오메가",
+            "오메가",
+            "시그마",
+            "델타",
+        ],
+        strict=True,
+    )
+)
+# №1 (NFKC: No1), No.1: 넘버원, said in English like the rank it names.
+_NUMERO = re.compile(r"(?<![A-Za-z])No\.?\s?([1-9])(?![\d.])")
 # ㈜, which NFKC makes (주): a company's legal form, said in full.
 _COMPANY = re.compile(r"\(주\)")
 _HANJA = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
 def _url(match: re.Match[str]) -> str:
-    text = re.sub(r"^https?://", "", match[0]).rstrip("/")
-    return " " + _spell_address(text) + " "
+    """An address as written: a scheme written out is read (에이치티티피에스 콜론 슬래시 슬래시)."""
+    scheme, _, rest = match[0].rpartition("://")
+    said = f"{LOANWORDS[scheme.lower()]} 콜론 슬래시 슬래시 " if scheme else ""
+    return f" {said}{_spell_address(rest.rstrip('/'))} "
 
 
 def _email(match: re.Match[str]) -> str:
@@ -645,6 +686,14 @@ def _address_word(word: str) -> str:
     if key not in LOANWORDS and len(word) <= 3:
         return "".join(LETTER_NAMES[c] for c in key)
     return _latin_word(word)
+
+
+def _named_code(match: re.Match[str]) -> str:
+    number = match[2] or match[3]
+    short = len(number) <= 2 and not match[1].startswith("내선")
+    if short and _counter_at(match.string, match.end()):
+        return match[0]
+    return match[1] + " ".join(digits(group) for group in number.split())
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -760,7 +809,7 @@ def _month_day(match: re.Match[str]) -> str:
 
 
 def _fraction(match: re.Match[str]) -> str:
-    return f"{sino(int(match[2]))}분의 {sino(int(match[1]))}"
+    return f"{sino(_int(match[2]))}분의 {sino(_int(match[1]))}"
 
 
 def _signed(match: re.Match[str]) -> str:
@@ -821,7 +870,7 @@ def _unit_number(match: re.Match[str]) -> str:
     세제곱미터)."""
     number, fraction, unit = match[1], match[2], match[3]
     amount = decimal(number, fraction) if fraction else sino(_int(number))
-    prefix = _KMH.get(unit, "")
+    prefix = _UNIT_PREFIX.get(unit, "")
     name = UNITS[unit]
     if unit in _KMH:
         name = name.split(" ")[0]
@@ -830,6 +879,7 @@ def _unit_number(match: re.Match[str]) -> str:
     return f"{prefix} {amount} {name}".strip()
 
 
+_UNIT_AFTER_MAGNITUDE = re.compile(rf"(?<=[만억조])\s?({_UNIT_NAMES})(?![A-Za-z0-9])")  # 30만 km
 _NUMBER_UNIT = re.compile(
     rf"(?<![\d.])({_NUMBER})(?:\.(\d+))?\s?({_UNIT_NAMES})(?:/({_UNIT_NAMES}))?(?![A-Za-z0-9])"
 )
@@ -910,6 +960,21 @@ def _initial_sound(syllable: str) -> str:
 
 
 _D_OR_J = {3, 12}  # the initials ㄷ and ㅈ, as (syllable - 가) // 588
+# 률 and 렬 after a vowel or ㄴ are 율 and 열 (한글 맞춤법 제11항: 비율, 규율, 나열, 선열).
+_RYUL = {"률": "율", "렬": "열"}
+# Words in which a character takes another of its readings (音樂 음악, not 음락).
+_HANJA_WORDS = {
+    "音樂": "음악",
+    "樂器": "악기",
+    "農樂": "농악",
+    "許諾": "허락",
+    "受諾": "수락",
+    "木瓜": "모과",
+    "十月": "시월",
+    "六月": "유월",
+    "漢拏山": "한라산",
+}
+_HANJA_WORD = re.compile("|".join(sorted(_HANJA_WORDS, key=len, reverse=True)))
 
 
 def _hanja(match: re.Match[str]) -> str:
@@ -919,7 +984,10 @@ def _hanja(match: re.Match[str]) -> str:
         after = readings[i + 1][:1] if i + 1 < len(readings) else ""
         if ch == "不" and after and (ord(after) - 0xAC00) // 588 in _D_OR_J:
             readings[i] = "부"  # 부동산, 부족: 不 is 부 before ㄷ and ㅈ
-    word = "".join(readings).replace("십월", "시월").replace("육월", "유월")
+        previous = readings[i - 1][-1:] if i else ""
+        if readings[i] in _RYUL and previous and (ord(previous) - 0xAC00) % 28 in (0, 4):
+            readings[i] = _RYUL[readings[i]]  # coda none or ㄴ
+    word = "".join(readings)
     if _GIM.match(match.string, match.start()) and not match[0].startswith(_GEUM_WORDS):
         word = "김" + word[1:]
     start = match.start()
@@ -935,13 +1003,21 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_EMAIL, _email),
     (_URL, _url),
     (_DATE, _date),
+    (_DOTTED_MONTH_DAY, lambda m: f"{cardinal(m[1], '월', 0)}월 {sino(int(m[2]))}일"),
+    (
+        _SHORT_DATE,
+        lambda m: f"{sino(int(m[1]))}년 {cardinal(m[2], '월', 0)}월 {sino(int(m[3]))}일",
+    ),
     (_DATE_RANGE_END, lambda m: f"에서 {cardinal(m[1], '월', 0)}월 {sino(int(m[2]))}일"),
     (_PHONE, _phone),
-    (_NAMED_CODE, lambda m: m[1] + digits(m[2] or m[3])),
+    (_NAMED_CODE, _named_code),
     (_SERVICE_NUMBER, _service_number),
     (_PROMOTION, lambda m: f"{_ENGLISH_DIGITS[m[1]]} 플러스 {_ENGLISH_DIGITS[m[2]]}"),
     (_EQUATION, _equation),
     (_LETTER_TWO_LETTER, lambda m: f"{LETTER_NAMES[m[1].lower()]}투{LETTER_NAMES[m[2].lower()]}"),
+    (_NUMERO, lambda m: f"넘버{_ENGLISH_DIGITS[m[1]]}"),
+    (_COVID, lambda m: f"{'코로나' if m[1] == '코로나' else '코비드'} 일구"),
+    (_OUTS, lambda m: f"{_ENGLISH_DIGITS[m[1]]}아웃"),
     (_LETTERS_DIGIT, lambda m: _latin_word(m[1]) + _ENGLISH_DIGITS[m[2]]),
     (_TIME, _time),
     (_RATIO, _ratio),
@@ -957,14 +1033,17 @@ _STAGES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_ZERO_CODE, lambda m: digits(m[0])),
     (_MAGNITUDE, _magnitude),
     (_NUMBER_UNIT, _unit_number),
+    (_UNIT_AFTER_MAGNITUDE, lambda m: f" {UNITS[m[1]]}"),
     (re.compile(rf"(?<![\d.])({_NUMBER})(?:\.(\d+))?"), _number),
     (_WORD_RANGE, lambda m: "에서 "),
     (_WEEKDAY, lambda m: f" {m[1]}요일"),
     (_KEY, lambda m: _KEYS[m[1]]),
+    (_GREEK, lambda m: _GREEK_NAMES[m[0]]),
     (_COMPANY, lambda m: "주식회사 "),
     (_SYMBOL, _symbol),
     (_HASHTAG, lambda m: "해시태그 "),
     (_LATIN, _latin),
+    (_HANJA_WORD, lambda m: _HANJA_WORDS[m[0]]),
     (_HANJA, _hanja),
 ]
 
