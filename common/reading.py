@@ -594,8 +594,8 @@ _MONTH_DAY = re.compile(r"(?<![\d/])(1[0-2]|0?[1-9])/(3[01]|[12]\d|0?[1-9])(?![\
 # generation, a screen's resolution, dimensions); A4 에이포, MP3 엠피쓰리, F1 에프원 (one digit
 # after at most three capitals: a model or a size; G20 keeps Korean numbers).
 _GENERATION = re.compile(r"(?<![\w.])([3-6]G|[48]K|[234]D)(?![A-Za-z0-9])")
-# 코로나19, COVID-19: the disease's year, said digit by digit (코로나 일구).
-_COVID = re.compile(r"(?i)(코로나|covid)\s?-?\s?19(?!\d)")
+# 코로나19, COVID-19: the disease's year, said digit by digit (코로나 일구); 코로나 19명 counts.
+_COVID = re.compile(r"(?i)(코로나|covid)\s?-?\s?19(?![\d.,]|\s?(?:명|건|개|일|세|%|퍼센트))")
 _OUTS = re.compile(r"(?<!\d)([1-3])\s?아웃")  # baseball: 투아웃, said in English
 _LETTERS_DIGIT = re.compile(r"(?<![\w.])([A-Z]{1,3})([1-9])(?![0-9A-Za-z.])")
 # What is left of a range between words (서울~부산, 10:00~22:00 once read) is 에서.
