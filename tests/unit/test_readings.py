@@ -69,3 +69,24 @@ def test_the_api_never_loads_the_reader() -> None:
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("text", "spelled"),
+    [
+        ("코로나19 방역", "코로나 일구 방역"),
+        ("코로나 19명 확진", "코로나 열아홉명 확진"),
+        ("대기 번호 27번", "대기 번호 이십칠번"),
+        ("인증번호는 482913", "인증번호는 사팔이구일삼"),
+        ("G20 정상회의", "지이십 정상회의"),
+        ("20 정도", "이십 정도"),
+        ("1정씩, 하루 4정까지", "한정씩, 하루 네정까지"),
+        ("A4 용지", "에이포 용지"),
+        ("規律과 確率", "규율과 확률"),
+    ],
+)
+def test_rules_at_their_edges(text: str, spelled: str) -> None:
+    """Rules that read a number another way stop where its usual reading takes over again: a
+    count after 코로나, a queue number after 번호, two digits after capitals, 률 after a coda,
+    a word after a number that only starts like a counter (정도 and 정상 are no 정 of pills)."""
+    assert spell_out(text) == spelled
