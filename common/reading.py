@@ -467,12 +467,12 @@ def _counter_at(text: str, start: int) -> str:
     """The counter or unit word starting at ``start`` (after an optional space), or ''."""
     rest = text[start:].lstrip(" ")
     for word in _COUNTER_WORDS:
-        if rest.startswith(word) and not _ANOTHER_WORD.get(word, _NEVER).match(rest, len(word)):
+        another = _ANOTHER_WORD.get(word)
+        if rest.startswith(word) and not (another and another.match(rest, len(word))):
             return word
     return ""
 
 
-_NEVER = re.compile(r"(?!)")
 # Counters that also begin common words: 1정씩, 4정까지 count pills, 20 정도 and 정상 do not.
 _ANOTHER_WORD = {"정": re.compile(r"[가-힣](?<![씩을이은의에까만과와로])")}
 
