@@ -46,7 +46,7 @@ class Plan:
     """Repetitions of the long-text measurements, each on paragraphs new to the cache."""
 
 
-FULL = Plan(short=20, long=6, accepted=20, junk=12, distinct=20, copies=5, scaling=16, paragraphs=4)
+FULL = Plan(short=20, long=6, accepted=20, junk=12, distinct=20, copies=5, scaling=16, paragraphs=6)
 SMOKE = Plan(short=4, long=2, accepted=4, junk=3, distinct=4, copies=5, scaling=4, paragraphs=1)
 
 WHOLE = "the whole text in-process in one go (today's single job; a lower bound of it)"
@@ -880,6 +880,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="bench | %(message)s", stream=sys.stderr)
     logging.getLogger("TTS").setLevel(logging.ERROR)
+    if args.output:  # `make bench` on a fresh clone: var/ does not exist yet
+        args.output.parent.mkdir(parents=True, exist_ok=True)
     report = run(args)
     table = report.markdown()
     sys.stdout.write(table + "\n")

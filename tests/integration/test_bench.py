@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from harness.processes import REPO
 from tests.support import base_env
 
 
-def test_bench_smoke_prints_the_table() -> None:
+def test_bench_smoke_prints_the_table(tmp_path: Path) -> None:
     env = base_env()
+    output = tmp_path / "not-yet" / "bench.md"  # as `make bench`'s var/ on a fresh clone
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--voices", "tiny"],
+        [sys.executable, "-m", "bench", "--smoke", "--voices", "tiny", "--output", str(output)],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -24,6 +26,7 @@ def test_bench_smoke_prints_the_table() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr[-6000:]
     table = result.stdout
+    assert output.read_text(encoding="utf-8") == table
     assert "Voices: **tiny**" in table
     assert "| measure | result | in-process floor | vs floor | target | met |" in table
     for measure in (
