@@ -6,12 +6,17 @@ a killed holder's claim lapses within :data:`CLAIM_TTL_S` and anyone may take th
 over. Claims only decide who makes a sentence: whether it is made is read from storage, which
 stays the one source of truth. Without a Redis result backend every claim is granted, nothing is
 shared across processes, and a job makes its sentences itself.
+
+A process that made (or gave up) a sentence a job handed out tells that job so
+(:meth:`RedisClaims.announce`, a Redis list the job blocks on), so the job goes on at once
+instead of finding out at its next look.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +29,9 @@ from common.jobs import DELETE_IF_OWNER, redis_client
 _LOGGER = logging.getLogger(__name__)
 
 _PREFIX = "moksori:making:"
+_NEWS_PREFIX = "moksori:made:"
+NEWS_TTL_S = 60.0
+"""How long an announcement waits for its job to read it."""
 CLAIM_TTL_S = 6.0
 """How long a claim outlives its last renewal (renewed every third of it): the longest a
 sentence waits for a process that died while making it."""
@@ -50,6 +58,13 @@ class Claims(Protocol):
     def held(self, key: str) -> bool:
         """Whether some process holds a live claim on ``key``."""
 
+    def announce(self, job_id: str) -> None:
+        """Tell job ``job_id`` that one of its handed-out sentences is stored or free again."""
+
+    def wait(self, job_id: str, seconds: float) -> None:
+        """Block until an announcement to ``job_id`` (at once if one is pending), at most
+        ``seconds``: a claim another job holds is never announced to this one."""
+
 
 class RedisClaims:
     """Claims in the result backend's Redis, seen by every worker process."""
@@ -59,6 +74,7 @@ class RedisClaims:
     def __init__(self, client: Any, namespace: str, ttl_s: float = CLAIM_TTL_S) -> None:
         self._client = client
         self._prefix = f"{_PREFIX}{namespace}:"
+        self._news_prefix = f"{_NEWS_PREFIX}{namespace}:"
         self._ttl_ms = int(ttl_s * 1000)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(DELETE_IF_OWNER)
@@ -97,6 +113,20 @@ class RedisClaims:
             except RedisError as exc:  # it lapses on its own
                 _LOGGER.warning("could not release the claim on %s: %s", key, exc)
 
+    def announce(self, job_id: str) -> None:
+        name = self._news_prefix + job_id
+        try:
+            self._client.pipeline().rpush(name, 1).pexpire(name, int(NEWS_TTL_S * 1000)).execute()
+        except RedisError as exc:  # the job finds out at its next look
+            _LOGGER.warning("could not tell job %s about its sentence: %s", job_id, exc)
+
+    def wait(self, job_id: str, seconds: float) -> None:
+        try:
+            self._client.blpop([self._news_prefix + job_id], timeout=seconds)
+        except RedisError as exc:
+            _LOGGER.warning("cannot wait for news of job %s: %s", job_id, exc)
+            time.sleep(seconds)
+
     def _keep(self, name: str, token: str, stop: threading.Event) -> None:
         while not stop.wait(self._ttl_ms / 3000):
             try:
@@ -116,6 +146,12 @@ class LocalClaims:
     @contextmanager
     def holding(self, key: str) -> Iterator[bool]:
         yield True
+
+    def announce(self, job_id: str) -> None:
+        pass  # nothing is handed out without shared claims
+
+    def wait(self, job_id: str, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def open_claims(backend: Any, namespace: str) -> Claims:

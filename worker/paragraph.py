@@ -33,8 +33,10 @@ from worker.voices import LoadedVoice
 
 _LOGGER = logging.getLogger(__name__)
 
-WAIT_STEP_S = 0.05
-"""How often a job waiting for a sentence another process is making looks again."""
+WAIT_STEP_S = 0.2
+"""The longest a job waiting for a sentence another process is making goes without looking
+again: a helper it handed the sentence to wakes it at once (:attr:`Hooks.wait`), another job
+holding the same sentence does not."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Hooks:
     """Called with the sentences ready so far after each one is found or made."""
     hand_out: Callable[[list[Sentence]], None] = lambda sentences: None
     """Asks other processes to make these sentences (only called when claims are shared)."""
+    wait: Callable[[float], None] = time.sleep
+    """Waits at most this many seconds for a process this job handed a sentence to (its
+    announcement ends the wait)."""
 
 
 def plan(pipeline: Pipeline, voice: LoadedVoice, job: SpeechJob) -> list[Sentence]:
@@ -129,7 +134,7 @@ def make_all(
             break  # start again from the first missing sentence: order first
         missing = [s for s in missing if ready[s.index] is None]
         if missing and not progressed:
-            time.sleep(WAIT_STEP_S)  # all claimed by others: wait for one to be released
+            hooks.wait(WAIT_STEP_S)  # all claimed by others: wait for one to be released
     return pcm
 
 

@@ -144,8 +144,12 @@ def _hooks(task: Task, settings: Settings, job: SpeechJob) -> paragraph.Hooks:
         except (KombuError, OSError) as exc:  # the job makes them itself
             _LOGGER.warning("could not hand out sentences of job %s: %s", task.request.id, exc)
 
+    claims = _claims(task.app, settings.queue)
     return paragraph.Hooks(
-        claims=_claims(task.app, settings.queue), report=report, hand_out=hand_out
+        claims=claims,
+        report=report,
+        hand_out=hand_out,
+        wait=lambda seconds: claims.wait(task.request.id, seconds),
     )
 
 
@@ -207,10 +211,15 @@ def synthesize_sentence(
             sentence = replace(sentence, index=int(index) + sentence.index)
             if pipeline.storage.lookup(sentence.key) is not None:
                 continue  # a duplicate delivery, or the job got there first
-            with claims.holding(sentence.key) as mine:
-                # Looked up again once claimed: whoever held it before may have stored it.
-                if mine and pipeline.storage.lookup(sentence.key) is None:
-                    paragraph.make_sentence(pipeline, voice, sentence, float(speed))
+            mine = False
+            try:
+                with claims.holding(sentence.key) as mine:
+                    # Looked up again once claimed: whoever held it before may have stored it.
+                    if mine and pipeline.storage.lookup(sentence.key) is None:
+                        paragraph.make_sentence(pipeline, voice, sentence, float(speed))
+            finally:
+                if mine and job_id:  # made or given up, and the claim released: look again
+                    claims.announce(job_id)
     except SoftTimeLimitExceeded:
         raise
     except Exception as exc:  # the job makes it, or fails with the sentence's index

@@ -147,6 +147,12 @@ def test_a_sentence_another_process_makes_is_waited_for_not_made(
     sentences = paragraph.plan(pipeline, voice, SpeechJob(MEMBER, TEXT))
     other = OtherProcess(pipeline, sentences[1])
     handed: list[list[int]] = []
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # what the task's hook does: block until news, bounded
+        waits.append(seconds)
+        other.done.wait(seconds)
+
     helper = threading.Thread(target=other.make_after, args=(made, sentences[2].text))
     helper.start()
     try:
@@ -156,6 +162,7 @@ def test_a_sentence_another_process_makes_is_waited_for_not_made(
             Hooks(
                 claims=other,
                 hand_out=lambda out: handed.append([s.index for s in out]),
+                wait=wait,
             ),
         )
     finally:
@@ -164,4 +171,5 @@ def test_a_sentence_another_process_makes_is_waited_for_not_made(
     assert len(sentences[2].spoken) > len(sentences[1].spoken)
     assert handed == [[2, 1]]
     assert made == [sentences[0].text, sentences[2].text, sentences[1].text]  # 2nd by "other"
+    assert waits and set(waits) == {paragraph.WAIT_STEP_S}  # through the hook, never a bare sleep
     assert result["sentences"][1] == sentences[1].key
