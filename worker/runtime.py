@@ -6,6 +6,7 @@ prefork and the solo pool send), never at import time and never per task.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
 
@@ -23,11 +24,39 @@ _LOGGER = logging.getLogger(__name__)
 _PIPELINE: Pipeline | None = None
 _POOL_SIZE = 1
 
+# glibc's mallopt() parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20
+"""Allocations below this come from the heap (glibc's largest allowed value)."""
+TRIM_THRESHOLD = 512 << 20
+"""Free memory at the top of the heap beyond this goes back to the kernel."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed buffers for reuse instead of returning them to the kernel.
+
+    Every sentence allocates and frees the same multi-megabyte tensors (Griffin-Lim's
+    spectrograms, the vocoder's activations). By default glibc maps buffers over 128 KiB
+    afresh and unmaps them when freed, or trims the heap, so each sentence faults its memory in
+    again, in some processes for a tenth of the synthesis time (docs/performance.md). Fixed
+    thresholds keep the buffers mapped; the process holds on to its peak heap, at most
+    ``TRIM_THRESHOLD`` of it unused. False where malloc is not glibc's.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+
 
 def start(settings: Settings) -> Pipeline:
     """Load every voice and open storage for this process."""
     global _PIPELINE
     started = time.perf_counter()
+    if not keep_freed_memory():
+        _LOGGER.info("malloc is not glibc's: freed buffers go back to the system as it decides")
     # Coqui logs every input sentence at INFO; users' text stays out of our logs.
     logging.getLogger("TTS").setLevel(logging.WARNING)
     device = resolve_device(settings.device)
