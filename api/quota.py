@@ -73,9 +73,9 @@ class RedisQuota:
         if self._try(name, job_id):
             return True
         ended = self._ended(name)
-        if not ended:
-            return False
-        self._client.zrem(name, *ended)
+        if ended:
+            self._client.zrem(name, *ended)
+        # Even with nothing to sweep: a concurrent take may have swept what refused this one.
         return self._try(name, job_id)
 
     def _ended(self, name: str) -> list[str]:
@@ -127,11 +127,10 @@ class LocalQuota:
             ids = list(self._slots.get(client, {}))
         states = [self._backend.get_task_meta(i).get("status") for i in ids]
         ended = [i for i, live in zip(ids, _live(states), strict=True) if not live]
-        if not ended:
-            return False
         with self._lock:
             for job in ended:
                 self._slots.get(client, {}).pop(job, None)
+        # Even with nothing to sweep: a concurrent take may have swept what refused this one.
         return self._try(client, job_id)
 
     def give_back(self, client: str, job_id: str) -> None:

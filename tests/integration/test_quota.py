@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from api.quota import LocalQuota, RedisQuota
 from common.config import Settings
-from common.jobs import make_celery, speech_key
+from common.jobs import QUEUED, make_celery, speech_key
 from tests import report
 from tests.integration import test_api, test_limits
 from tests.integration.test_api import Listener, assert_error, build_app, post
@@ -227,3 +228,39 @@ def test_queue_cap_holds_across_gunicorn_processes(
         2,
         0,
     )
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "per-process"])
+def test_a_take_refused_while_another_sweeps_is_taken_after_all(
+    broker_queue: str, redis_client: Any, shared: bool
+) -> None:
+    """A client at its cap only with jobs that ended: two takes at once are both admitted,
+    even when the other one sweeps the ended slots between this one's refusal and its own look
+    for them (it then finds nothing to sweep, yet there is room). Twelve identical requests at
+    once were refused 429 this way while earlier jobs held every slot."""
+    celery = make_celery(Settings.from_env({}, result_backend=BACKEND_URL, broker_url=BROKER_URL))
+    quota_of = RedisQuota if shared else LocalQuota
+    args = (celery.backend, 3, 60) + ((broker_queue,) if shared else ())
+    mine, theirs = quota_of(*args), quota_of(*args)
+    if not shared:
+        theirs = mine  # another request thread of the same process
+    for n in range(3):
+        job = f"{broker_queue}-ended-{n}"
+        assert mine.take("client", job)
+        celery.backend.store_result(job, {"key": "wav/1/v/x.wav"}, "SUCCESS")
+    first_try = mine._try
+
+    def refused_then_swept(*args: str) -> bool:
+        admitted = first_try(*args)
+        mine._try = first_try  # the other take runs once, with the real method
+        assert not admitted
+        other = f"{broker_queue}-other"
+        celery.backend.store_result(other, {"member_id": 1}, QUEUED)
+        assert theirs.take("client", other)
+        return admitted
+
+    mine._try = refused_then_swept
+    try:
+        assert mine.take("client", f"{broker_queue}-mine")
+    finally:
+        celery.close()
