@@ -116,7 +116,7 @@ def test_concurrent_requests_all_finish(stack: Stack) -> None:
                 bodies,
             )
         )
-    assert [r.status_code for r in responses] == [200] * len(bodies)
+    assert [r.status_code for r in responses] == [200] * len(bodies), [r.text for r in responses]
     assert len({key_of(r.json()["url"]) for r in responses}) == len(bodies)
 
 
@@ -241,6 +241,7 @@ def test_identical_requests_in_flight_share_one_synthesis(stack: Stack) -> None:
             )
         )
     bodies = [r.json() for r in responses]
+    assert [r.status_code for r in responses] == [200] * 12, bodies
     assert {b["status"] for b in bodies} == {"done"}, bodies
     assert len({key_of(b["url"]) for b in bodies}) == 1
     assert syntheses(stack, key_of(bodies[0]["url"])) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,14 +113,15 @@ def test_a_failed_sentence_fails_the_job_with_its_index(
 
 
 class OtherProcess:
-    """Claims where sentence 2 is being made by another process, which stores it once the job
-    has gone on to sentence 3; the job must then wait for 2 rather than make it twice."""
+    """Claims where sentence 2 is being made by another process, which stores it only once the
+    job has made sentence 3 and waits; the job must wait for 2 rather than make it twice."""
 
     shared = True
 
     def __init__(self, pipeline: Pipeline, sentence: Sentence) -> None:
         self.pipeline, self.sentence = pipeline, sentence
         self.handed_out: list[int] = []
+        self.asked = threading.Event()
         self.done = threading.Event()
 
     def held(self, key: str) -> bool:
@@ -131,10 +131,9 @@ class OtherProcess:
     def holding(self, key: str) -> Iterator[bool]:
         yield not self.held(key)
 
-    def make_after(self, made: list[str], text: str) -> None:
-        deadline = time.monotonic() + 30
-        while text not in made and time.monotonic() < deadline:
-            time.sleep(0.01)
+    def make_when_waited_for(self) -> None:
+        # Only then: made sooner, it could be stored before the job looks, and nothing waits.
+        self.asked.wait(30)
         voice = self.pipeline.voice(MEMBER)
         paragraph.make_sentence(self.pipeline, voice, self.sentence, 1.0)
         self.done.set()
@@ -151,9 +150,10 @@ def test_a_sentence_another_process_makes_is_waited_for_not_made(
 
     def wait(seconds: float) -> None:  # what the task's hook does: block until news, bounded
         waits.append(seconds)
+        other.asked.set()
         other.done.wait(seconds)
 
-    helper = threading.Thread(target=other.make_after, args=(made, sentences[2].text))
+    helper = threading.Thread(target=other.make_when_waited_for)
     helper.start()
     try:
         result = paragraph.speak(
