@@ -12,10 +12,12 @@ Two layouts are read, both under one directory (``MOKSORI_VOICE_DIR``):
 
       {"id": 4, "name": "Minji", "version": "2026-11-01",
        "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
-       "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json"}}
+       "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json", "refine": 16}}
 
-  with paths relative to the manifest and ``vocoder`` optional (``"griffin-lim"`` or absent:
-  Griffin-Lim).
+  with paths relative to the manifest (anywhere inside the repository, so voices can share one
+  vocoder) and ``vocoder`` optional (``"griffin-lim"`` or absent: Griffin-Lim); ``refine``, also
+  optional, is the iterations of the worker's mel-consistent refinement of the vocoder's output
+  (0 or absent: none).
 
 This module only reads JSON and file names, so the API can list voices without importing torch.
 """
@@ -40,6 +42,9 @@ _LEGACY_CKPT = re.compile(
 MANIFEST_NAME = "voice.json"
 GRIFFIN_LIM = "griffin-lim"
 """A manifest's ``vocoder`` value for "no neural vocoder" (null means the same)."""
+MAX_REFINE = 64
+"""The most refinement iterations a manifest may ask for (each costs about one Griffin-Lim
+iteration)."""
 
 
 class VoiceError(ValueError):
@@ -70,6 +75,8 @@ class VoiceSpec:
     """The characters the model was trained on (letters, then punctuation)."""
     source: str = "manifest"
     """``legacy`` or ``manifest``: which layout it came from."""
+    vocoder_refine: int = 0
+    """Iterations of mel-consistent refinement after the vocoder (:mod:`worker.refine`); 0: none."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -132,6 +139,7 @@ def _spec(
     tts: tuple[Path, Path],
     vocoder: tuple[Path, Path] | None,
     source: str,
+    vocoder_refine: int = 0,
 ) -> VoiceSpec:
     for path in (*tts, *(vocoder or ())):
         if not path.is_file():
@@ -148,6 +156,7 @@ def _spec(
         sample_rate=sample_rate_of(config),
         characters=characters_of(config),
         source=source,
+        vocoder_refine=vocoder_refine,
     )
 
 
@@ -194,19 +203,29 @@ def _legacy(root: Path, errors: dict[str, str]) -> dict[int, VoiceSpec]:
     return voices
 
 
-def _inside(base: Path, relative: Any, what: str) -> Path:
+def _inside(base: Path, relative: Any, what: str, root: Path) -> Path:
     if not isinstance(relative, str) or not relative:
         raise VoiceError(f"{what} must be a relative file path")
     path = (base / relative).resolve()
-    if not path.is_relative_to(base.resolve()):
-        raise VoiceError(f"{what} {relative!r} points outside the voice's folder")
+    if not path.is_relative_to(root.resolve()):
+        raise VoiceError(f"{what} {relative!r} points outside the voice repository")
     return path
 
 
-def load_manifest(path: Path) -> VoiceSpec:
-    """Read one ``voice.json`` manifest."""
+def _refine(value: Any, path: Path) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_REFINE:
+        raise VoiceError(f"{path}: vocoder.refine must be an integer from 0 to {MAX_REFINE}")
+    return value
+
+
+def load_manifest(path: Path, root: Path | None = None) -> VoiceSpec:
+    """Read one ``voice.json`` manifest; its files must lie inside ``root`` (the repository it
+    was found in; by default the manifest's own folder)."""
     data = _read_json(path)
     base = path.parent
+    root = root or base
     member_id = data.get("id")
     if not isinstance(member_id, int) or isinstance(member_id, bool) or member_id < 0:
         raise VoiceError(f"{path}: id must be a non-negative integer")
@@ -215,23 +234,26 @@ def load_manifest(path: Path) -> VoiceSpec:
         raise VoiceError(f"{path}: tts must be an object with checkpoint and config")
     vocoder_data = data.get("vocoder")
     vocoder = None
+    refine = 0
     if vocoder_data not in (None, GRIFFIN_LIM):
         if not isinstance(vocoder_data, dict):
             raise VoiceError(f'{path}: vocoder must be an object, "{GRIFFIN_LIM}" or null')
         vocoder = (
-            _inside(base, vocoder_data.get("checkpoint"), "vocoder.checkpoint"),
-            _inside(base, vocoder_data.get("config"), "vocoder.config"),
+            _inside(base, vocoder_data.get("checkpoint"), "vocoder.checkpoint", root),
+            _inside(base, vocoder_data.get("config"), "vocoder.config", root),
         )
+        refine = _refine(vocoder_data.get("refine"), path)
     spec = _spec(
         member_id,
         str(data.get("name") or f"member-{member_id}"),
         str(data.get("version") or "1"),
         (
-            _inside(base, tts.get("checkpoint"), "tts.checkpoint"),
-            _inside(base, tts.get("config"), "tts.config"),
+            _inside(base, tts.get("checkpoint"), "tts.checkpoint", root),
+            _inside(base, tts.get("config"), "tts.config", root),
         ),
         vocoder,
         "manifest",
+        refine,
     )
     return spec
 
@@ -242,7 +264,7 @@ def scan(root: Path) -> Repository:
     voices = _legacy(root, errors)
     for manifest in sorted((root / "voices").glob(f"*/{MANIFEST_NAME}")):
         try:
-            spec = load_manifest(manifest)
+            spec = load_manifest(manifest, root)
         except VoiceError as exc:
             errors[str(manifest.relative_to(root))] = str(exc)
             continue

@@ -147,7 +147,7 @@ def build_repository(root: Path) -> Path:
 
     * member 1, legacy layout, conjoining jamo, HiFi-GAN (two checkpoints: the higher step wins);
     * member 2, manifest, compatibility jamo, Griffin-Lim;
-    * member 3, manifest, precomposed syllables, HiFi-GAN;
+    * member 3, manifest, precomposed syllables, HiFi-GAN with mel-consistent refinement;
     * member 4, manifest, whose checkpoint is corrupt: listed, but no worker can load it;
     * a broken manifest (member 9) whose checkpoint is missing.
     """
@@ -179,7 +179,7 @@ def build_repository(root: Path) -> Path:
             "name": "Seojun",
             "version": "3",
             "tts": {"checkpoint": "glow.pth", "config": "glow.json"},
-            "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json"},
+            "vocoder": {"checkpoint": "hifigan.pth", "config": "hifigan.json", "refine": 4},
         },
     )
 

@@ -221,6 +221,23 @@ def vocode_batch(synth: Any, mels: Any, frames: list[int]) -> list[np.ndarray]:
     ]
 
 
+def vocode_mel(voice: LoadedVoice, mel: np.ndarray) -> np.ndarray:
+    """One mel ``[bands, frames]`` of the voice's acoustic model (normalized as its outputs are)
+    through the voice's vocoder as synthesis runs it: one frame of samples per mel frame. For
+    copy synthesis (a recording's mel back to audio), which measures the vocoder alone."""
+    import torch
+
+    synth = voice.synthesizer
+    if synth.vocoder_model is None:
+        return np.asarray(synth.tts_model.ap.inv_melspectrogram(mel), dtype=np.float32)
+    hop = int(synth.vocoder_config.audio["hop_length"])
+    pad = int(getattr(synth.vocoder_model.model_g, "inference_padding", 0))
+    batch = torch.from_numpy(np.ascontiguousarray(mel.T[None], dtype=np.float32))
+    with torch.inference_mode():
+        wave = vocode_batch(synth, batch, [mel.shape[1]])[0]
+    return wave[pad * hop : (pad + mel.shape[1]) * hop]  # the item's own edge padding
+
+
 @dataclass
 class Pipeline:
     """Everything a worker process needs to turn (member, text) into a stored WAV."""

@@ -94,7 +94,7 @@ def load_voice(spec: VoiceSpec, device: str) -> LoadedVoice:
     """Build one voice's synthesizer: Glow-TTS + HiFi-GAN, or Griffin-Lim with no vocoder."""
     from TTS.utils.synthesizer import Synthesizer
 
-    from worker import griffin_lim
+    from worker import griffin_lim, refine
 
     started = time.perf_counter()
     synthesizer = Synthesizer(
@@ -106,6 +106,8 @@ def load_voice(spec: VoiceSpec, device: str) -> LoadedVoice:
     )
     if synthesizer.vocoder_model is None:
         griffin_lim.install(synthesizer)
+    elif spec.vocoder_refine:
+        refine.install(synthesizer, spec.vocoder_refine)
     voice = LoadedVoice(spec=spec, synthesizer=synthesizer, load_seconds=0.0)
     # One short synthesis now, so the first client does not pay for lazy initialisation
     # (Griffin-Lim's first call alone takes over a second on CPU).
