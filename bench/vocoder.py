@@ -2,7 +2,8 @@
 
 Compared: Coqui's own Griffin-Lim (60 plain iterations, NumPy), the fast Griffin-Lim the worker
 runs for voices without a neural vocoder (:mod:`worker.griffin_lim`) and, when a checkpoint is
-given or found, a trained HiFi-GAN generator (``python -m voice_model.vocoder``). Two tables:
+given or found, a trained HiFi-GAN generator (``python -m voice_model.vocoder``), alone and with
+the mel-consistent refinement the demo voices use (:mod:`worker.refine`). Two tables:
 
 - copy synthesis on held-out espeak-ng utterances the vocoder never trained on (reference mel ->
   vocoder -> waveform, compared with the reference): real-time factor with one torch thread,
@@ -29,17 +30,16 @@ import torch
 from pesq import pesq
 from pystoi import stoi
 from TTS.utils.audio import AudioProcessor
-from TTS.utils.synthesizer import Synthesizer
 
 from common.config import REPO_ROOT
 from common.normalize import Normalizer
 from common.repository import VoiceSpec, scan
 from voice_model.corpus import HELD_OUT
 from voice_model.dataset import pronounced
-from voice_model.demo import MEMBERS
-from voice_model.vocoder import EXPORT_CHECKPOINT, HELD_OUT_LIST, config_path_for
+from voice_model.demo import DEMO_REFINE, DEMO_VOCODER, MEMBERS
+from voice_model.vocoder import HELD_OUT_LIST, config_path_for, exported_step
 from voice_model.yardstick import SR, distance, resample
-from worker.synthesis import synthesize, vocode_batch
+from worker.synthesis import synthesize, vocode_mel
 from worker.voices import LoadedVoice, load_voice
 
 _LOGGER = logging.getLogger("bench.vocoder")
@@ -57,26 +57,12 @@ class Vocoder:
 
     name: str
     key: str  # "coqui", "fast" or "hifigan"
+    refine: int = 0
 
 
 def coqui_griffin_lim(ap: AudioProcessor) -> Vocode:
     """Coqui's own inversion, whatever the voice's processor was given since."""
     return lambda mel: AudioProcessor.inv_melspectrogram(ap, mel)
-
-
-def hifigan_vocode(synth: Synthesizer) -> Vocode:
-    """The generator on one mel, renormalized and padded exactly as the worker does it, with
-    the padding's frames cut off again so the samples line up with the reference's."""
-    hop = int(synth.vocoder_config.audio["hop_length"])
-    pad = int(getattr(synth.vocoder_model.model_g, "inference_padding", 0))
-
-    def vocode(mel: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(np.ascontiguousarray(mel.T[None]))
-        with torch.inference_mode():
-            wave = vocode_batch(synth, batch, [mel.shape[1]])[0]
-        return wave[pad * hop : (pad + mel.shape[1]) * hop]
-
-    return vocode
 
 
 def candidates(hifigan: Path | None) -> list[Vocoder]:
@@ -85,7 +71,13 @@ def candidates(hifigan: Path | None) -> list[Vocoder]:
         Vocoder("Griffin-Lim, fast (30 iterations, momentum 0.99)", "fast"),
     ]
     if hifigan:
-        found.append(Vocoder(f"HiFi-GAN ({hifigan})", "hifigan"))
+        step = exported_step(hifigan)
+        found.append(Vocoder(f"HiFi-GAN (step {step:,})", "hifigan"))
+        found.append(
+            Vocoder(
+                f"HiFi-GAN (step {step:,}) + refinement ({DEMO_REFINE})", "hifigan", DEMO_REFINE
+            )
+        )
     return found
 
 
@@ -94,9 +86,14 @@ def voice_with(spec: VoiceSpec, vocoder: Vocoder, hifigan: Path | None) -> Loade
     ``vocoder`` behind it."""
     if vocoder.key == "hifigan":
         assert hifigan is not None
-        spec = replace(spec, vocoder_checkpoint=hifigan, vocoder_config=config_path_for(hifigan))
+        spec = replace(
+            spec,
+            vocoder_checkpoint=hifigan,
+            vocoder_config=config_path_for(hifigan),
+            vocoder_refine=vocoder.refine,
+        )
     else:
-        spec = replace(spec, vocoder_checkpoint=None, vocoder_config=None)
+        spec = replace(spec, vocoder_checkpoint=None, vocoder_config=None, vocoder_refine=0)
     voice = load_voice(spec, "cpu")
     if vocoder.key == "coqui":  # the worker installs the fast one; put Coqui's back
         ap = voice.synthesizer.tts_model.ap
@@ -104,17 +101,9 @@ def voice_with(spec: VoiceSpec, vocoder: Vocoder, hifigan: Path | None) -> Loade
     return voice
 
 
-def vocode_function(voice: LoadedVoice) -> Vocode:
-    synth = voice.synthesizer
-    if synth.vocoder_model is not None:
-        return hifigan_vocode(synth)
-    return synth.tts_model.ap.inv_melspectrogram
-
-
 def copy_synthesis(voice: LoadedVoice, references: list[Path]) -> dict[str, float]:
     """The voice's vocoder on each reference's mel, scored against the reference itself."""
     ap = voice.synthesizer.tts_model.ap
-    vocode = vocode_function(voice)
     seconds = audio = 0.0
     pesqs, stois, yards = [], [], []
     for path in references:
@@ -122,7 +111,7 @@ def copy_synthesis(voice: LoadedVoice, references: list[Path]) -> dict[str, floa
         reference = resample(reference, rate)
         mel = ap.melspectrogram(reference)
         started = time.perf_counter()
-        wave = np.asarray(vocode(mel), dtype=np.float32).reshape(-1)
+        wave = vocode_mel(voice, mel).reshape(-1)
         seconds += time.perf_counter() - started
         n = min(len(wave), len(reference))
         ref, out = reference[:n], wave[:n]
@@ -152,9 +141,11 @@ def paragraph() -> str:
 def end_to_end(
     voice: LoadedVoice, member_index: int, sentences: tuple[str, ...], long: bool
 ) -> dict[str, float]:
-    """Seconds for one sentence (and a paragraph when ``long``) through the worker's synthesis,
-    and the yardstick mean of text -> Glow-TTS -> vocoder against espeak-ng's rendering."""
+    """Seconds for one sentence (the median of 3; and a paragraph when ``long``) through the
+    worker's synthesis with a warm normalizer, as a worker has, and the yardstick mean of text ->
+    Glow-TTS -> vocoder against espeak-ng's rendering."""
     normalizer = Normalizer()
+    normalizer.warm_up()  # its first call loads g2pK's dictionary (~0.5 s): the worker's start
     member = MEMBERS[member_index]
     chars = voice.spec.characters
 
@@ -163,7 +154,7 @@ def end_to_end(
         wave = synthesize(voice, normalizer.sentences(text, chars), pause_s=0.25)
         return time.perf_counter() - started, wave
 
-    row = {"sentence_s": timed(HELD_OUT[1])[0]}
+    row = {"sentence_s": float(np.median([timed(HELD_OUT[1])[0] for _ in range(3)]))}
     row["paragraph_s"] = timed(paragraph())[0] if long else float("nan")
     scores = []
     for sentence in sentences:
@@ -179,10 +170,7 @@ def find_hifigan(given: Path | None) -> Path | None:
     (docs/voices.md), else a local run's."""
     if given:
         return given
-    for candidate in (
-        REPO_ROOT / "voice_model" / "checkpoints" / "demo-vocoder" / EXPORT_CHECKPOINT,
-        REPO_ROOT / "var" / "vocoder" / EXPORT_CHECKPOINT,
-    ):
+    for candidate in (DEMO_VOCODER, REPO_ROOT / "var" / "vocoder" / DEMO_VOCODER.name):
         if candidate.exists():
             return candidate
     return None

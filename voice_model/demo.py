@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.config import REPO_ROOT
 from common.normalize import Normalizer
@@ -34,6 +36,22 @@ MEMBERS = (
     DemoMember(2, "Minji", "minji", EspeakVoice("ko+f2", pitch=72, speed=155)),
     DemoMember(3, "Jihun", "jihun", EspeakVoice("ko+m3", pitch=30, speed=175)),
 )
+DEMO_VOCODER = REPO_ROOT / "voice_model" / "checkpoints" / "demo-vocoder" / "hifigan.pth"
+"""The HiFi-GAN the three demo voices share (``python -m voice_model.vocoder``, docs/voices.md)."""
+DEMO_REFINE = 16
+"""Mel-consistent refinement iterations behind it (:mod:`worker.refine`; bench.vocoder chose)."""
+
+
+def vocoder_entry(voice_folder: Path, checkpoint: Path, step: int) -> tuple[dict[str, Any], str]:
+    """A manifest's ``vocoder`` entry for ``checkpoint`` seen from ``voice_folder``, and the
+    suffix its step and refinement add to the voice's version."""
+    config = checkpoint.with_suffix(".json")
+    entry = {
+        "checkpoint": os.path.relpath(checkpoint, voice_folder),
+        "config": os.path.relpath(config, voice_folder),
+        "refine": DEMO_REFINE,
+    }
+    return entry, f"h{step}r{DEMO_REFINE}"
 
 
 def render_all(data_root: Path, corpus_size: int) -> dict[int, Path]:
@@ -48,6 +66,7 @@ def render_all(data_root: Path, corpus_size: int) -> dict[int, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     from voice_model.train import TrainOptions, train
+    from voice_model.vocoder import exported_step
 
     parser = argparse.ArgumentParser(prog="python -m voice_model.demo", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="budget for member 1")
@@ -74,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         out = args.voice_dir / "voices" / member.folder
         is_base = member is base
+        vocoder, vocoder_version = None, ""
+        if DEMO_VOCODER.is_file():
+            vocoder, vocoder_version = vocoder_entry(out, DEMO_VOCODER, exported_step(DEMO_VOCODER))
         train(
             TrainOptions(
                 data=data[member.member_id],
@@ -83,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 name=member.name,
                 init_from=None if is_base else args.voice_dir / "voices" / base.folder / "glow.pth",
                 minutes=args.minutes if is_base else args.finetune_minutes,
+                vocoder=vocoder,
+                vocoder_version=vocoder_version,
             )
         )
     return 0

@@ -52,6 +52,10 @@ class TrainOptions:
     learning_rate: float = 1e-3
     save_every: int = 200
     seed: int = 1
+    vocoder: dict[str, Any] | None = None
+    """The manifest's ``vocoder`` entry (paths relative to ``out``); None: Griffin-Lim."""
+    vocoder_version: str = ""
+    """Appended to the voice's version with a vocoder, so audio made before it is not reused."""
 
 
 def grapheme_characters(letters: str, punctuation: str = PUNCTUATION) -> Any:
@@ -193,12 +197,13 @@ def export_voice(model: Any, config: Any, opts: TrainOptions, step: int) -> None
         {"model": weights, "config": config.to_dict(), "step": step}, opts.out / CHECKPOINT
     )
     config.save_json(str(opts.out / CONFIG))
+    version = f"s{step}" + (f"-{opts.vocoder_version}" if opts.vocoder else "")
     manifest = {
         "id": opts.member_id,
         "name": opts.name,
-        "version": f"s{step}",
+        "version": version,
         "tts": {"checkpoint": CHECKPOINT, "config": CONFIG},
-        "vocoder": GRIFFIN_LIM,
+        "vocoder": opts.vocoder or GRIFFIN_LIM,
     }
     tmp = opts.out / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

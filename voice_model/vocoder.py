@@ -317,6 +317,14 @@ def export_from_state(output: Path, path: Path) -> tuple[int, Path]:
     return state["step"], path
 
 
+def exported_step(path: Path) -> int:
+    """The training step an exported generator checkpoint was written at."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False).get("step", 0))
+    except Exception as exc:
+        raise TrainingError(f"{path} is not an exported generator checkpoint: {exc}") from exc
+
+
 def start_from_export(generator: torch.nn.Module, path: Path, channels: int) -> int:
     """``--init``: load an exported generator's weights into ``generator``; returns its step.
 

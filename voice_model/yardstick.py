@@ -48,7 +48,7 @@ def score_members(voice_dir: Path, sentences: tuple[str, ...]) -> list[dict[str,
     from common.repository import scan
     from voice_model.dataset import pronounced
     from voice_model.demo import MEMBERS
-    from worker.synthesis import synthesize
+    from worker.synthesis import synthesize, vocode_mel
     from worker.voices import load_voice
 
     normalizer = Normalizer()
@@ -68,9 +68,8 @@ def score_members(voice_dir: Path, sentences: tuple[str, ...]) -> list[dict[str,
             spoken = normalizer.sentences(sentence, spec.characters)
             candidate = synthesize(voice, spoken, pause_s=0.0)
             scores.append(distance(reference, resample(candidate, voice.sample_rate)))
-            if voice.synthesizer.vocoder_model is None:
-                copy = ap.inv_melspectrogram(ap.melspectrogram(resample(reference, SR)))
-                floors.append(distance(reference, copy))
+            copy = vocode_mel(voice, ap.melspectrogram(resample(reference, SR)))
+            floors.append(distance(reference, copy))
         rows.append(
             {
                 "member": f"{spec.member_id} {spec.name}",
@@ -78,7 +77,7 @@ def score_members(voice_dir: Path, sentences: tuple[str, ...]) -> list[dict[str,
                 "vocoder": spec.vocoder,
                 "mean": float(np.mean(scores)),
                 "worst": float(np.max(scores)),
-                "floor": float(np.mean(floors)) if floors else float("nan"),
+                "floor": float(np.mean(floors)),
                 "scores": scores,
             }
         )

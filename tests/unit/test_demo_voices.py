@@ -8,21 +8,24 @@ from TTS.vocoder.models import setup_generator
 from common.config import REPO_ROOT
 from common.normalize import Normalizer
 from common.repository import scan
+from voice_model.demo import DEMO_REFINE, DEMO_VOCODER
 from voice_model.vocoder import start_from_export, vocoder_config
 
 VOICE_DIR = REPO_ROOT / "voice_model"
 
 
-def test_three_demo_members_under_40_mb() -> None:
+def test_three_demo_members_share_one_vocoder_under_40_mb() -> None:
     repository = scan(VOICE_DIR)
     assert repository.errors == {}
     assert [(v.member_id, v.name, v.vocoder) for v in repository.voices.values()] == [
-        (1, "Haneul", "griffin-lim"),
-        (2, "Minji", "griffin-lim"),
-        (3, "Jihun", "griffin-lim"),
+        (1, "Haneul", "hifigan"),
+        (2, "Minji", "hifigan"),
+        (3, "Jihun", "hifigan"),
     ]
-    total = sum(p.stat().st_size for p in (VOICE_DIR / "voices").rglob("*") if p.is_file())
-    assert total < 40 * 2**20
+    vocoders = {(v.vocoder_checkpoint, v.vocoder_refine) for v in repository.voices.values()}
+    assert vocoders == {(DEMO_VOCODER.resolve(), DEMO_REFINE)}
+    shipped = [*(VOICE_DIR / "voices").rglob("*"), *DEMO_VOCODER.parent.rglob("*")]
+    assert sum(p.stat().st_size for p in shipped if p.is_file()) < 40 * 2**20
 
 
 def test_checkpoints_are_inference_only() -> None:
