@@ -1,5 +1,5 @@
 """``python -m bench.allocator``: what a worker gains by keeping the buffers it frees
-(:func:`worker.runtime.keep_freed_memory`). Fresh processes, one after the other, synthesize
+(:func:`worker.memory.keep_freed_memory`). Fresh processes, one after the other, synthesize
 the bench's paragraphs in-process (the worker's normalize + synthesize stages, one torch
 thread), half of them with glibc's default malloc and half set as a worker sets it; prints a
 markdown table of the time, the kernel's share and the page faults per paragraph."""
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.__main__ import Floor, choose_voices
 from bench.paragraphs import Paragraphs
-from worker.runtime import keep_freed_memory
+from worker.memory import keep_freed_memory
 
 _LOGGER = logging.getLogger("bench")
 

@@ -6,7 +6,6 @@ prefork and the solo pool send), never at import time and never per task.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 
@@ -15,6 +14,7 @@ from common.jobs import load_media_secret
 from common.normalize import Normalizer
 from common.repository import Repository, VoiceCatalog, scan
 from common.storage import open_storage
+from worker.memory import keep_freed_memory
 from worker.reload import VoiceReloader
 from worker.synthesis import Pipeline
 from worker.voices import load_bank, resolve_device
@@ -23,32 +23,6 @@ _LOGGER = logging.getLogger(__name__)
 
 _PIPELINE: Pipeline | None = None
 _POOL_SIZE = 1
-
-# glibc's mallopt() parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 << 20
-"""Allocations below this come from the heap (glibc's largest allowed value)."""
-TRIM_THRESHOLD = 512 << 20
-"""Free memory at the top of the heap beyond this goes back to the kernel."""
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed buffers for reuse instead of returning them to the kernel.
-
-    Every sentence allocates and frees the same multi-megabyte tensors (Griffin-Lim's
-    spectrograms, the vocoder's activations). By default glibc maps buffers over 128 KiB
-    afresh and unmaps them when freed, or trims the heap, so each sentence faults its memory in
-    again, in some processes for a tenth of the synthesis time (docs/performance.md). Fixed
-    thresholds keep the buffers mapped; the process holds on to its peak heap, at most
-    ``TRIM_THRESHOLD`` of it unused. False where malloc is not glibc's.
-    """
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
 
 
 def start(settings: Settings) -> Pipeline:

@@ -13,6 +13,7 @@ from typing import Any
 
 from common.repository import Repository, VoiceSpec
 from worker import metrics
+from worker.memory import release_freed_memory
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -106,8 +107,13 @@ def load_voice(spec: VoiceSpec, device: str) -> LoadedVoice:
     )
     if synthesizer.vocoder_model is None:
         griffin_lim.install(synthesizer)
-    elif spec.vocoder_refine:
-        refine.install(synthesizer, spec.vocoder_refine)
+    else:
+        # Coqui builds HiFi-GAN's discriminators (70 M parameters, ~280 MB) for every vocoder
+        # it loads and keeps them with a generator-only checkpoint; synthesis never uses them.
+        synthesizer.vocoder_model.model_d = None
+        release_freed_memory()
+        if spec.vocoder_refine:
+            refine.install(synthesizer, spec.vocoder_refine)
     voice = LoadedVoice(spec=spec, synthesizer=synthesizer, load_seconds=0.0)
     # One short synthesis now, so the first client does not pay for lazy initialisation
     # (Griffin-Lim's first call alone takes over a second on CPU).

@@ -33,6 +33,8 @@ def test_every_layout_loads_and_broken_ones_are_reported(bank: VoiceBank) -> Non
     assert sorted(bank.voices) == [1, 2, 3]
     assert bank.voices[2].synthesizer.vocoder_model is None  # Griffin-Lim
     assert bank.voices[1].synthesizer.vocoder_model is not None
+    # Coqui's unused discriminators (hundreds of MB for a full-size HiFi-GAN) are not kept.
+    assert {bank.voices[m].synthesizer.vocoder_model.model_d for m in (1, 3)} == {None}
     assert "member 4" in bank.errors
     assert "voices/broken/voice.json" in bank.errors
 

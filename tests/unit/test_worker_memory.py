@@ -1,4 +1,4 @@
-"""A worker process keeps the buffers it frees (worker/runtime.py ``keep_freed_memory``), run
+"""A worker process keeps the buffers it frees (worker/memory.py ``keep_freed_memory``), run
 in fresh interpreters since the setting is process-wide. The pattern is a sentence's: several
 multi-megabyte buffers alive at once (Griffin-Lim's spectrograms), written, then all freed.
 By default glibc trims that memory from its heap and the next sentence faults it in again.
@@ -15,7 +15,7 @@ from harness.processes import REPO
 SENTENCES = """
 import resource, sys
 import numpy as np
-from worker.runtime import keep_freed_memory
+from worker.memory import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def sentence():
