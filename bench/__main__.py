@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.paragraphs import EDITED, Paragraphs, shape
-from bench.stack import Stack, Streamed, WorkerStart, code_at
+from bench.stack import Stack, Streamed, WorkerStart, code_at, self_contained
 from common.config import REPO_ROOT
 from common.repository import scan
 
@@ -387,8 +387,9 @@ def run(args: argparse.Namespace) -> Report:
     code = code_at(args.old_rev, work / "old-code") if args.old_rev else None
     if code is not None:
         (work / "old").mkdir()
+        old_voices = self_contained(voice_dir, work / "old-voices")
         old_stack = Stack(
-            voice_dir, work / "old", args.threads, f"{queue}-old", [member],
+            old_voices, work / "old", args.threads, f"{queue}-old", [member],
             batch_size=args.batch_size, code=code,
         )  # fmt: skip
         old = Baseline(args.old_rev, old_stack)

@@ -4,10 +4,13 @@ or from the code of an earlier git revision (:func:`code_at`) to compare with.""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -18,11 +21,12 @@ from typing import Any
 
 import psutil
 import requests
+from amqp.exceptions import NotFound
 from kombu import Connection
 
 from common.config import Settings
 from common.jobs import TASK_NAME, make_celery, member_queue
-from common.repository import scan
+from common.repository import MANIFEST_NAME, scan
 from harness.processes import REPO, Process, start_api, start_worker
 
 _LOGGER = logging.getLogger("bench")
@@ -133,14 +137,14 @@ class Stack:
         deadline = time.monotonic() + timeout
         with Connection(BROKER_URL) as conn:
             while time.monotonic() < deadline:
-                counts = [
-                    conn.default_channel.queue_declare(member_queue(self.queue, m), passive=True)[2]
-                    for m in self.members
-                ]
+                counts = [_consumers(conn, member_queue(self.queue, m)) for m in self.members]
                 if min(counts) >= count:
                     return
                 time.sleep(0.2)
-        raise RuntimeError(f"workers did not start consuming within {timeout:.0f} s")
+        raise RuntimeError(
+            f"workers on {self.queue} did not start consuming within {timeout:.0f} s; "
+            f"the last worker's output:\n{self.workers[-1].output()[-2000:]}"
+        )
 
     def session(self) -> requests.Session:
         """One keep-alive HTTP session per client thread."""
@@ -246,6 +250,38 @@ class Stack:
         with Connection(BROKER_URL) as conn:
             for m in sorted(served):
                 conn.default_channel.queue_delete(member_queue(self.queue, m))
+
+
+def _consumers(conn: Connection, queue: str) -> int:
+    channel = conn.channel()  # its own: a 404 closes the channel it happens on
+    try:
+        return int(channel.queue_declare(queue, passive=True)[2])
+    except NotFound:
+        return 0  # not declared yet: its worker is still loading its voices
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
+def self_contained(voice_dir: Path, into: Path) -> Path:
+    """A copy of ``voice_dir`` in which each manifest names files inside its own folder only
+    (copies of any it shares), as revisions from before shared vocoders require. Such a
+    revision also ignores ``vocoder.refine`` and runs the generator alone: compare its serving
+    overhead (each job's wait minus its own model time), not its model time."""
+    shutil.copytree(voice_dir, into, ignore=shutil.ignore_patterns(".train", "__pycache__"))
+    for manifest in sorted((into / "voices").glob(f"*/{MANIFEST_NAME}")):
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        for part in ("tts", "vocoder"):
+            files = data.get(part)
+            if not isinstance(files, dict):
+                continue
+            for role in ("checkpoint", "config"):
+                source = (manifest.parent / files[role]).resolve()
+                if source.parent != manifest.parent.resolve():
+                    shutil.copyfile(source, manifest.parent / source.name)
+                    files[role] = source.name
+        manifest.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    return into
 
 
 def code_at(rev: str, into: Path) -> Path | None:
