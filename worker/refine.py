@@ -40,6 +40,11 @@ class MelRefinement:
         self._basis = torch.from_numpy(ap.mel_basis).float()  # [bands, bins]
         self._window = torch.hann_window(ap.win_length)
 
+    def _to(self, device: torch.device) -> None:
+        """Keep the mel basis and window where the audio is (a GPU worker refines on its GPU)."""
+        if self._window.device != device:
+            self._basis, self._window = self._basis.to(device), self._window.to(device)
+
     def _stft(self, samples: torch.Tensor) -> torch.Tensor:
         ap = self._ap
         return torch.stft(
@@ -67,6 +72,7 @@ class MelRefinement:
 
     def magnitude(self, magnitude: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``magnitude`` ``[batch, bins, frames]`` rescaled, band by band, towards ``target``."""
+        self._to(magnitude.device)
         basis = self._basis
         norm = (basis.T @ torch.ones_like(target)).clamp(min=_FLOOR)
         for _ in range(self.iterations):
@@ -76,13 +82,15 @@ class MelRefinement:
 
     def __call__(self, waves: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
         """Generator output ``[batch, 1, frames * hop]`` -> refined, same shape and device."""
-        samples = waves.detach().reshape(waves.shape[0], -1).float().cpu()
+        samples = waves.detach().reshape(waves.shape[0], -1).float()
+        self._to(samples.device)
         length = samples.shape[1]
         spectrum = self._stft(samples)  # one frame more than the mel (centred STFT)
         frames = min(spectrum.shape[2], mels.shape[2])
         magnitude = spectrum.abs()
         magnitude[..., :frames] = self.magnitude(
-            magnitude[..., :frames].clamp(min=_FLOOR), self.target(mels)[..., :frames]
+            magnitude[..., :frames].clamp(min=_FLOOR),
+            self.target(mels)[..., :frames].to(samples.device),
         )
         angles = spectrum / spectrum.abs().clamp(min=_FLOOR)
         previous = torch.zeros_like(angles)
@@ -93,7 +101,7 @@ class MelRefinement:
             angles = angles / angles.abs().clamp(min=_FLOOR)
             previous = rebuilt
         refined = self._istft(magnitude * angles, length)
-        return refined.reshape(waves.shape).to(device=waves.device, dtype=waves.dtype)
+        return refined.reshape(waves.shape).to(dtype=waves.dtype)
 
 
 def install(synthesizer: Any, iterations: int) -> None:
@@ -112,7 +120,7 @@ def install(synthesizer: Any, iterations: int) -> None:
     def inference(mels: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             waves = generate(mels)
-            padded = torch.nn.functional.pad(mels.float().cpu(), (pad, pad), "replicate")
+            padded = torch.nn.functional.pad(mels.float(), (pad, pad), "replicate")
             return refine(waves, padded)
 
     model.inference = inference
