@@ -88,11 +88,11 @@ class MelRefinement:
         spectrum = self._stft(samples)  # one frame more than the mel (centred STFT)
         frames = min(spectrum.shape[2], mels.shape[2])
         magnitude = spectrum.abs()
+        angles = spectrum / magnitude.clamp(min=_FLOOR)  # the generator's phase, before rescaling
         magnitude[..., :frames] = self.magnitude(
             magnitude[..., :frames].clamp(min=_FLOOR),
             self.target(mels)[..., :frames].to(samples.device),
         )
-        angles = spectrum / spectrum.abs().clamp(min=_FLOOR)
         previous = torch.zeros_like(angles)
         keep = self.momentum / (1.0 + self.momentum)
         for _ in range(self.iterations):
