@@ -43,10 +43,11 @@ DEMO_REFINE = 16
 the held-out utterances, 24 or 32 gained at most 0.02 PESQ more, at 10-20 % more time."""
 
 
-def vocoder_entry(voice_folder: Path, checkpoint: Path, step: int) -> tuple[dict[str, Any], str]:
-    """A manifest's ``vocoder`` entry for ``checkpoint`` seen from ``voice_folder``, and the
-    suffix its step and refinement add to the voice's version."""
-    config = checkpoint.with_suffix(".json")
+def vocoder_entry(
+    voice_folder: Path, checkpoint: Path, config: Path, step: int
+) -> tuple[dict[str, Any], str]:
+    """A manifest's ``vocoder`` entry for ``checkpoint`` and ``config`` seen from
+    ``voice_folder``, and the suffix its step and refinement add to the voice's version."""
     entry = {
         "checkpoint": os.path.relpath(checkpoint, voice_folder),
         "config": os.path.relpath(config, voice_folder),
@@ -67,7 +68,7 @@ def render_all(data_root: Path, corpus_size: int) -> dict[int, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     from voice_model.train import TrainOptions, train
-    from voice_model.vocoder import exported_step
+    from voice_model.vocoder import config_path_for, exported_step
 
     parser = argparse.ArgumentParser(prog="python -m voice_model.demo", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="budget for member 1")
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         is_base = member is base
         vocoder, vocoder_version = None, ""
         if DEMO_VOCODER.is_file():
-            vocoder, vocoder_version = vocoder_entry(out, DEMO_VOCODER, exported_step(DEMO_VOCODER))
+            vocoder, vocoder_version = vocoder_entry(
+                out, DEMO_VOCODER, config_path_for(DEMO_VOCODER), exported_step(DEMO_VOCODER)
+            )
         train(
             TrainOptions(
                 data=data[member.member_id],
